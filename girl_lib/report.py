@@ -1,0 +1,32 @@
+"""``<run-dir>/report.md``: what ran, how long it took, and each stage's headline figures.
+
+This is the run's summary as the pipeline stands; the evaluation stage (issue #7) adds the
+comparison tables and plots.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .pipeline import STAGES, stage_dir
+from .rundir import atomic_write_text, read_manifest
+
+
+def write_report(run_dir: Path, profile: str) -> Path:
+    run_dir = Path(run_dir)
+    lines = [f"# GIRL kit run report — profile `{profile}`", "",
+             "| stage | status | seconds | summary |", "|---|---|---:|---|"]
+    for stage in STAGES:
+        manifest = read_manifest(stage_dir(run_dir, stage))
+        if manifest:
+            summary = json.dumps(manifest.get("result", {}), sort_keys=True)
+            if len(summary) > 160:
+                summary = summary[:157] + "..."
+            lines.append(f"| {stage.name} | done | {manifest['seconds']:.1f} | `{summary}` |")
+        elif not stage.built:
+            lines.append(f"| {stage.name} | not built yet ({stage.issue}) | | |")
+        else:
+            lines.append(f"| {stage.name} | not run | | |")
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
