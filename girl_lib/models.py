@@ -27,6 +27,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -95,7 +96,8 @@ def embedded_model_dir(progress: bool = True) -> Path:
     if (target / "model.safetensors").is_file() and (target / "girl_source.json").is_file():
         return target
     if progress:
-        print(f"[girl] converting the embedded GGUF once into {target} (about 30 s) ...", flush=True)
+        # stderr, so that machine-readable stdout (girl doctor --json) stays clean
+        print(f"[girl] converting the embedded GGUF once into {target} (about 30 s) ...", file=sys.stderr, flush=True)
     _convert_gguf(gguf, target)
     return target
 

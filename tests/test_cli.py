@@ -75,3 +75,13 @@ def test_doctor_json_embedded_model():
     bm = json.loads(res.stdout)["base_model"]
     assert bm["model_type"] == "llama" and bm["source"] == "embedded"
     assert abs(bm["num_parameters"] - 134.5e6) < 0.1e6
+
+
+def test_doctor_json_stdout_is_pure_json_on_a_cold_cache(tmp_path):
+    """First use converts the model; its progress notice must not corrupt --json output."""
+    env = {**os.environ, "GIRL_CACHE_DIR": str(tmp_path / "cache")}
+    res = subprocess.run([sys.executable, "-m", "girl_lib.cli", "doctor", "--json", "--profile", "smoke"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["base_model"]["source"] == "tiny"
+    assert "converting the embedded GGUF" in res.stderr
