@@ -1,0 +1,256 @@
+"""Batched text generation: the one function every stage calls to make a model write.
+
+SFT evaluation, PPO rollouts, the evaluation stage and GenRec all do the same thing: take a list
+of prompts (CVs, histories), wrap each in the chat template, and let a causal LM write an answer.
+:func:`generate` does that in batches and returns the answers as text *and* as token ids (PPO
+needs the exact ids it sampled, to score their log-probabilities afterwards).
+
+Three ideas make batched generation with a decoder-only model correct and fast:
+
+**Left padding.** A batch must be a rectangle, so short prompts are padded to the longest one.
+A decoder-only model writes its next token right after the *last* position of the sequence. With
+right padding that last position would be a pad token for every short prompt, and the answer
+would start after a run of pads. With left padding every prompt ends at the same column, so the
+new tokens of all rows are appended in the same place. The attention mask (0 on the pads) keeps
+the pads out of attention, and Hugging Face derives the position ids from the mask, so a padded
+prompt sees exactly the positions 0, 1, 2, ... it would see alone. The test suite checks this:
+a prompt generated alone gives the same greedy tokens as inside a mixed-length batch.
+
+**Sort by length.** Every row of a batch pays for the longest prompt in it (pads cost compute
+too). Sorting prompts by token length before cutting them into batches puts similar lengths
+together, so little is wasted on padding; the outputs are put back in the caller's order.
+
+**KV cache.** Each new token attends to all previous ones; keeping their keys and values
+(``use_cache=True``) makes each step cost one token's work instead of re-reading the prompt.
+
+Sampling for RL: PPO's maths (the ratio of new to old probabilities, the KL penalty to the SFT
+model) assumes the response was drawn from the policy's own distribution. ``top_k=0`` and
+``top_p=1.0`` turn the truncation filters off, so tokens come from the plain
+temperature-scaled softmax — the same distribution whose log-probabilities PPO computes later.
+We pass them to ``model.generate`` explicitly: otherwise a model's ``generation_config`` (or
+transformers' global default ``top_k=50``) would silently truncate the distribution.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+from .errors import GirlError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .config import GenerationConfig
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
+def chat_prompt_ids(tokenizer, prompts: Sequence[str], system_prompt: str | None = None) -> list[list[int]]:
+    """Token ids of each prompt wrapped in the chat template, ending with the assistant header.
+
+    Each prompt becomes ``[system (if given), user=prompt]`` and the template appends the
+    opening of the assistant turn (``add_generation_prompt=True``), so the model's next token is
+    the first token of its answer. No padding here: see :func:`left_pad`.
+
+    SmolLM2's template inserts its own default system turn ("You are a helpful AI assistant
+    named SmolLM ...") when the first message is not a system message; we keep that behaviour,
+    so ``system_prompt=None`` means "the model's default", not "no system turn".
+    """
+    out: list[list[int]] = []
+    for prompt in prompts:
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt is not None else []
+        messages.append({"role": "user", "content": prompt})
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if hasattr(ids, "keys"):  # transformers >= 5 returns a BatchEncoding by default
+            ids = ids["input_ids"]
+        out.append([int(t) for t in ids])
+    return out
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """``(input_ids, attention_mask)``, both ``[len(seqs), longest]`` long tensors, pads on the left.
+
+    >>> ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
+    """
+    import torch
+
+    if pad_id is None:
+        raise GirlError("the tokenizer has no pad token; fix: load it with girl_lib.models.load_tokenizer")
+    width = max((len(s) for s in seqs), default=0)
+    input_ids = torch.full((len(seqs), width), int(pad_id), dtype=torch.long)
+    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        if len(seq):
+            input_ids[row, width - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
+            attention_mask[row, width - len(seq):] = 1
+    return input_ids, attention_mask
+
+
+@dataclass
+class GenerationOutput:
+    """The answers to a list of prompts, in the prompts' order.
+
+    ``texts``         decoded answers (no prompt, no special tokens, surrounding whitespace stripped)
+    ``response_ids``  the generated token ids up to and including EOS, nothing after it
+    ``num_tokens``    ``len(response_ids[i])`` (EOS counts: the model spent a step producing it)
+    ``finished``      whether the answer ended with EOS (``False``: cut at ``max_new_tokens``)
+    ``seconds``       wall time of the whole call
+    """
+
+    texts: list[str] = field(default_factory=list)
+    response_ids: list[list[int]] = field(default_factory=list)
+    num_tokens: list[int] = field(default_factory=list)
+    finished: list[bool] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens (all rows) per second of wall time."""
+        return sum(self.num_tokens) / self.seconds if self.seconds > 0 else 0.0
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _model_device(model):
+    device = getattr(model, "device", None)
+    if device is None:
+        device = next(model.parameters()).device
+    return device
+
+
+# --------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    system_prompt: str | None = None,
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    progress: bool = False,
+) -> GenerationOutput:
+    """Answer every prompt with ``model`` (a plain causal LM or a PEFT-wrapped one), in batches.
+
+    Prompts are chat-templated (:func:`chat_prompt_ids`), sorted by token length (longest first,
+    so an out-of-memory error shows up in the first batch), cut into batches of ``batch_size``,
+    left-padded, and generated with the KV cache until every row has produced EOS
+    (``tokenizer.eos_token_id``) or ``max_new_tokens`` tokens. Rows that finish early are padded
+    with ``tokenizer.pad_token_id`` by Hugging Face; those pads are dropped here.
+
+    Greedy (``do_sample=False``, the default) takes the most likely token each step and ignores
+    ``temperature``, ``top_k``, ``top_p`` and ``seed``. Sampling draws from
+    ``softmax(logits / temperature)``, filtered by ``top_k`` (0 = off) and ``top_p`` (1.0 = off);
+    leave both off for PPO rollouts (see the module docstring). ``seed`` reseeds every RNG once
+    (``transformers.set_seed``) before the first batch, so the same call gives the same samples.
+    Because batches are formed after sorting, a prompt's sample also depends on which other
+    prompts share the call; reproducibility is per call, not per prompt.
+
+    The model runs in eval mode (dropout off) under ``torch.inference_mode()``; its previous
+    train/eval mode is restored afterwards, so a PPO loop can call this between updates.
+    """
+    import torch
+
+    prompts = list(prompts)
+    t0 = time.perf_counter()
+    if not prompts:
+        return GenerationOutput(seconds=time.perf_counter() - t0)
+    if batch_size < 1:
+        raise GirlError(f"generation batch_size must be >= 1, got {batch_size}")
+    if max_new_tokens < 1:
+        raise GirlError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if do_sample and not temperature > 0:
+        raise GirlError(f"sampling needs temperature > 0, got {temperature}; use do_sample=False for greedy")
+    eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    if eos_id is None:
+        raise GirlError("the tokenizer has no EOS token, so generation could never stop early")
+
+    ids = chat_prompt_ids(tokenizer, prompts, system_prompt)
+    # Stable sort, longest first: similar lengths share a batch, so little compute goes to pads.
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+    gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
+                      eos_token_id=eos_id, pad_token_id=pad_id, num_beams=1, repetition_penalty=1.0)
+    if do_sample:
+        # Explicit, so the model's generation_config and HF's global top_k=50 cannot sneak in.
+        gen_kwargs.update(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p))
+        if seed is not None:
+            from .seeding import set_seed
+
+            set_seed(seed)
+
+    device = _model_device(model)
+    response_ids: list[list[int] | None] = [None] * len(prompts)
+    finished: list[bool] = [False] * len(prompts)
+    was_training = model.training
+    model.eval()
+    try:
+        iterator = batches
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(batches, desc="generate", unit="batch")
+        with torch.inference_mode():
+            for batch in iterator:
+                input_ids, attention_mask = left_pad([ids[i] for i in batch], pad_id)
+                out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                     **gen_kwargs)
+                # generate returns prompt + new tokens; the prompt part is the padded input.
+                for i, row in zip(batch, out[:, input_ids.shape[1]:].tolist()):
+                    if eos_id in row:
+                        row = row[:row.index(eos_id) + 1]  # keep EOS, drop the pads after it
+                        finished[i] = True
+                    # No EOS: the batch ran to max_new_tokens and every token is a real one.
+                    response_ids[i] = row
+    finally:
+        model.train(was_training)
+
+    texts = [t.strip() for t in tokenizer.batch_decode(response_ids, skip_special_tokens=True)]
+    return GenerationOutput(
+        texts=texts,
+        response_ids=response_ids,  # type: ignore[arg-type]
+        num_tokens=[len(r) for r in response_ids],  # type: ignore[arg-type]
+        finished=finished,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def generate_from_config(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    gen_cfg: "GenerationConfig",
+    *,
+    do_sample: bool = False,
+    system_prompt: str | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> GenerationOutput:
+    """:func:`generate` with ``max_new_tokens``, ``batch_size`` and ``temperature`` from a profile.
+
+    Sampling here is pure temperature sampling (``top_k=0``, ``top_p=1.0``), as in PPO.
+    """
+    return generate(
+        model, tokenizer, prompts,
+        system_prompt=system_prompt,
+        max_new_tokens=gen_cfg.max_new_tokens,
+        batch_size=gen_cfg.batch_size,
+        do_sample=do_sample,
+        temperature=gen_cfg.temperature,
+        top_k=0,
+        top_p=1.0,
+        seed=seed,
+        progress=progress,
+    )

@@ -1,0 +1,198 @@
+"""girl_lib.generate on the tiny random-weight smoke model (fast: seconds for the whole file).
+
+The smoke model's weights are initialised so small (std 0.02, tied embeddings) that greedy
+decoding just repeats the last prompt token ("\\n") whatever the prompt: a test that compares
+outputs would then pass even with broken padding. ``lively`` is a copy with larger random
+weights, whose greedy output depends on every prompt token and its position — and on the
+attention mask: without it, the short prompts of a left-padded batch come out different.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from girl_lib.generate import GenerationOutput, chat_prompt_ids, generate, generate_from_config, left_pad
+
+PROMPTS = [
+    "nurse",
+    "Senior data engineer, ten years of Spark, Airflow and SQL; led a team of six; "
+    "built a streaming platform for payments; speaks French and English. " * 4,
+    "Welder in Lyon, MIG and TIG certified.",
+    "hi",
+    "Junior accountant: bookkeeping, VAT returns, Excel, SAP basics, a bachelor in finance.",
+]
+
+
+@pytest.fixture(scope="module")
+def lively(tiny_model):
+    """(model, tokenizer): the smoke model with larger seeded random weights (see the docstring)."""
+    model, tok = tiny_model
+    model = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:  # embeddings (tied with lm_head) and projections; norms stay at 1
+                p.copy_(torch.randn(p.shape, generator=g) * 2 / p.shape[1] ** 0.5)
+    return model.eval(), tok
+
+
+@pytest.fixture(scope="module")
+def alone(lively):
+    """Greedy response ids of each prompt generated on its own (batch of one, no padding)."""
+    model, tok = lively
+    return [generate(model, tok, [p], max_new_tokens=8).response_ids[0] for p in PROMPTS]
+
+
+@contextmanager
+def eos_after(model, eos_id, stop_at):
+    """Make EOS the model's choice for the ``stop_at(prompt_len)``-th generated token of a row.
+
+    ``prompt_len`` is the row's real (unpadded) prompt length, so the rule does not depend on
+    which batch the row lands in; ``stop_at`` returning ``None`` suppresses EOS for that row.
+    A forward hook on the model edits the logits of the last position: +1e4 (or -1e4) on EOS.
+    """
+    state = {}
+
+    def hook(module, args, kwargs, output):
+        # position id of a row's last token + 1 = its real tokens so far (pads get no position)
+        seen = kwargs["position_ids"][:, -1] + 1
+        if kwargs["input_ids"].shape[1] > 1:  # prefill: the whole prompt at once
+            state["prompt_len"] = seen
+        nth = seen - state["prompt_len"] + 1  # these logits choose each row's nth new token
+        for row, n in enumerate(state["prompt_len"].tolist()):
+            stop = stop_at(n)
+            if stop is None:
+                output.logits[row, -1, eos_id] = -1e4
+            elif nth[row] >= stop:
+                output.logits[row, -1, eos_id] = 1e4
+        return output
+
+    handle = model.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+# --------------------------------------------------------------------------------------------
+def test_chat_prompt_ids_use_template_and_system_prompt(tiny_model):
+    _, tok = tiny_model
+    [own] = chat_prompt_ids(tok, ["Write a JD."], "You recruit.")
+    [default] = chat_prompt_ids(tok, ["Write a JD."], None)
+    own_text, default_text = tok.decode(own), tok.decode(default)
+    assert own_text.startswith("<|im_start|>system\nYou recruit.<|im_end|>")
+    assert "SmolLM" not in own_text
+    assert "SmolLM" in default_text  # the template's own default system turn is kept
+    for text in (own_text, default_text):
+        assert text.endswith("<|im_start|>user\nWrite a JD.<|im_end|>\n<|im_start|>assistant\n")
+    assert tok.pad_token_id not in own
+
+
+def test_left_pad():
+    ids, mask = left_pad([[5, 6, 7], [8], []], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8], [0, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1], [0, 0, 0]]
+    assert ids.dtype == mask.dtype == torch.long
+
+
+def test_mixed_length_batch_matches_each_prompt_alone(lively, alone):
+    model, tok = lively
+    lengths = [len(x) for x in chat_prompt_ids(tok, PROMPTS)]
+    assert max(lengths) > 3 * min(lengths)  # genuinely mixed lengths -> lots of left padding
+    out = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=len(PROMPTS))
+    assert out.response_ids == alone
+    assert len({tuple(r) for r in alone}) == len(PROMPTS)  # outputs depend on the prompt
+
+
+def test_order_is_restored_after_sorting_by_length(lively, alone):
+    model, tok = lively
+    out = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=2)  # 3 batches, sorted
+    assert out.response_ids == alone
+    assert out.texts == [tok.decode(r, skip_special_tokens=True).strip() for r in alone]
+
+
+def test_stops_at_eos_and_drops_the_padding_after_it(lively):
+    model, tok = lively
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    assert eos != pad
+    lengths = [len(x) for x in chat_prompt_ids(tok, PROMPTS)]
+    rule = lambda n: None if n == lengths[1] else 2 + n % 5  # noqa: E731 - the long CV never stops
+    with eos_after(model, eos, rule):
+        out = generate(model, tok, PROMPTS, max_new_tokens=10, batch_size=len(PROMPTS))
+        alone = [generate(model, tok, [p], max_new_tokens=10) for p in PROMPTS]
+    assert out.response_ids == [a.response_ids[0] for a in alone]
+    for i, n in enumerate(lengths):
+        ids = out.response_ids[i]
+        assert out.num_tokens[i] == len(ids)
+        assert eos not in ids[:-1] and pad not in ids
+        assert "<|im_end|>" not in out.texts[i] and "<|endoftext|>" not in out.texts[i]
+        if rule(n) is None:  # cut by max_new_tokens
+            assert out.finished[i] is False and len(ids) == 10 and ids[-1] != eos
+        else:  # EOS is the rule(n)-th token, counted, and the last one kept
+            assert out.finished[i] is True and ids[-1] == eos and len(ids) == rule(n)
+    assert len(set(out.num_tokens)) > 2  # rows finished at different steps inside one batch
+
+
+def test_max_new_tokens_is_respected(lively):
+    model, tok = lively
+    with eos_after(model, tok.eos_token_id, lambda n: None):
+        out = generate(model, tok, PROMPTS[:3], max_new_tokens=5, batch_size=2)
+    assert out.num_tokens == [5, 5, 5] and out.finished == [False, False, False]
+    assert out.tokens_per_second == pytest.approx(15 / out.seconds)
+
+
+def test_sampling_reproducible_with_seed_and_greedy_ignores_it(lively, alone):
+    model, tok = lively
+    kw = dict(max_new_tokens=8, batch_size=2, do_sample=True, temperature=1.0)
+    a = generate(model, tok, PROMPTS, seed=1, **kw)
+    b = generate(model, tok, PROMPTS, seed=1, **kw)
+    c = generate(model, tok, PROMPTS, seed=2, **kw)
+    assert a.response_ids == b.response_ids
+    assert a.response_ids != c.response_ids
+    assert a.response_ids != alone  # sampling, not greedy
+    for seed in (1, 2):  # greedy: the seed changes nothing (``alone`` used seed=None)
+        assert generate(model, tok, PROMPTS, max_new_tokens=8, seed=seed).response_ids == alone
+
+
+def test_sampling_settings_reach_hf_generate_explicitly(tiny_model, smoke_cfg, monkeypatch):
+    model, tok = tiny_model
+    seen = []
+    real = model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    generate_from_config(model, tok, ["a", "b"], smoke_cfg.generation, do_sample=True, seed=0)
+    kw = seen[-1]
+    assert kw["do_sample"] is True and kw["use_cache"] is True
+    assert (kw["top_k"], kw["top_p"], kw["temperature"]) == (0, 1.0, smoke_cfg.generation.temperature)
+    assert kw["max_new_tokens"] == smoke_cfg.generation.max_new_tokens
+    assert (kw["eos_token_id"], kw["pad_token_id"]) == (tok.eos_token_id, tok.pad_token_id)
+    generate(model, tok, ["a"] * 5, batch_size=2, max_new_tokens=2)
+    assert len(seen) == 1 + 3 and seen[-1]["do_sample"] is False
+
+
+def test_peft_lora_model_generates_like_its_base_when_fresh(lively):
+    from peft import LoraConfig, get_peft_model
+
+    base, tok = lively
+    base = copy.deepcopy(base)  # get_peft_model edits the module in place
+    expected = generate(base, tok, PROMPTS[:3], max_new_tokens=6, batch_size=2)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    peft_model.train()
+    out = generate(peft_model, tok, PROMPTS[:3], max_new_tokens=6, batch_size=2)
+    assert out.response_ids == expected.response_ids  # LoRA B starts at 0: same function
+    assert peft_model.training  # the caller's train/eval mode is restored
+
+
+def test_empty_prompt_list(tiny_model):
+    model, tok = tiny_model
+    out = generate(model, tok, [])
+    assert isinstance(out, GenerationOutput) and len(out) == 0
+    assert out.texts == out.response_ids == out.num_tokens == out.finished == []
+    assert out.tokens_per_second == 0.0
