@@ -43,6 +43,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result file is as readable as any other
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -66,8 +69,13 @@ def read_manifest(stage_dir: Path) -> dict | None:
 
 
 def write_manifest(stage_dir: Path, stage: str, profile: str, seconds: float, result: dict | None) -> dict:
-    """Mark ``stage_dir`` complete. Call only after every output file is in place."""
-    manifest = {
+    """Mark ``stage_dir`` complete. Call only after every output file is in place.
+
+    A stage may have written its own manifest (the data stage records hashes and its config);
+    its keys are kept and the pipeline's are added.
+    """
+    manifest = read_manifest(stage_dir) or {}
+    manifest |= {
         "stage": stage,
         "profile": profile,
         "seconds": round(seconds, 2),

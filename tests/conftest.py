@@ -58,3 +58,13 @@ def tiny_model(smoke_cfg):
     from girl_lib.models import load_causal_lm
 
     return load_causal_lm(smoke_cfg.model)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_cfg, tmp_path_factory):
+    """A run dir whose data stage is complete under the smoke profile (shared by the session)."""
+    from girl_lib.pipeline import run_stage
+
+    run_dir = tmp_path_factory.mktemp("smoke-run")
+    run_stage("data", smoke_cfg, run_dir, log=lambda *a: None)
+    return run_dir
