@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import Profile
-from .errors import NotBuiltError
+from .errors import GirlError, NotBuiltError
 from .rundir import clear_manifest, ensure_writable, is_complete, read_manifest, write_manifest
 
 
@@ -38,8 +38,8 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("data", "data", None, "issue #3"),
-    Stage("sft", "sft", None, "issue #4", needs=("data",)),
+    Stage("data", "data", "girl_lib.pipeline:data_stage", "issue #3"),
+    Stage("sft", "sft", "girl_lib.sft:run_stage", "issue #4", needs=("data",)),
     Stage("reward", "reward", None, "issue #5", needs=("data",)),
     Stage("ppo", "ppo", None, "issue #6", needs=("sft", "reward")),
     Stage("genrec", "genrec", None, "issue #8", needs=("data",)),
@@ -48,9 +48,27 @@ STAGES: tuple[Stage, ...] = (
 STAGE_BY_NAME = {s.name: s for s in STAGES}
 
 
+def data_stage(cfg: Profile, run_dir: Path) -> dict:
+    """``girl data``: the synthetic recruiting world into ``<run_dir>/data`` (see girl_lib.world)."""
+    from .world import build_dataset
+
+    counts = build_dataset(cfg.data, stage_dir(run_dir, "data"))
+    manifest = read_manifest(stage_dir(run_dir, "data")) or {}
+    return {"counts": counts, "acceptance_rate": manifest.get("acceptance_rate")}
+
+
 def stage_dir(run_dir: Path, stage: Stage | str) -> Path:
     stage = STAGE_BY_NAME[stage] if isinstance(stage, str) else stage
     return Path(run_dir) / stage.folder
+
+
+def require_complete(run_dir: Path, name: str) -> Path:
+    """The folder of stage ``name`` if it is complete, else a one-line error naming the fix."""
+    out = stage_dir(run_dir, name)
+    if not is_complete(out):
+        raise GirlError(f"stage '{name}' has no complete output in {out}; run 'girl {name}' "
+                        "with the same --profile/--run-dir first (or 'girl run')")
+    return out
 
 
 def run_stage(name: str, cfg: Profile, run_dir: Path, force: bool = False, log=print) -> dict:

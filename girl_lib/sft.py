@@ -1,0 +1,291 @@
+"""Stage 1 — supervised fine-tuning (SFT) of the JD generator.
+
+The generator learns, from a job seeker's CV, to write the JD of a job that person would apply
+to. Each training example is a chat: a system turn, a user turn holding the CV (``prompt`` in
+``sft.jsonl``) and the assistant turn holding the JD (``completion``). The loss is the usual
+next-token negative log-likelihood, **on the completion tokens only**:
+
+    L(θ) = − 1/|C| · Σ_{t ∈ C} log π_θ(y_t | CV, y_<t)
+
+where C is the set of JD tokens, the closing ``<|im_end|>`` included — that is how the model
+learns to stop. Prompt tokens get the label −100, which PyTorch's cross-entropy ignores.
+
+TRL's ``SFTTrainer`` does the tokenisation (chat template, completion mask) and the training
+loop; PEFT's LoRA keeps the base weights frozen and trains small low-rank adapters, so the
+reference model of stage 3 is simply "the same model with the adapter disabled".
+
+Outputs in ``<run-dir>/sft/``: ``adapter/`` (``save_pretrained``: LoRA weights, adapter config,
+tokenizer), ``metrics.json``, ``log_history.json`` (loss curves), ``profile.json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .config import LoraConfig as KitLoraConfig
+from .config import Profile
+from .errors import GirlError
+from .rundir import atomic_write_json
+
+ADAPTER = "adapter"
+
+
+# --------------------------------------------------------------------------------------------
+# Data: sft.jsonl rows -> conversational prompt/completion rows for TRL
+# --------------------------------------------------------------------------------------------
+def to_chat(prompt: str, completion: str | None = None, system_prompt: str | None = None) -> dict:
+    """One row in TRL's conversational prompt/completion format."""
+    from .world import SYSTEM_PROMPT
+
+    system = SYSTEM_PROMPT if system_prompt is None else system_prompt
+    row = {"prompt": [{"role": "system", "content": system}, {"role": "user", "content": prompt}]}
+    if completion is not None:
+        row["completion"] = [{"role": "assistant", "content": completion}]
+    return row
+
+
+def load_sft_rows(data_dir: Path, split: str, limit: int | None = None) -> list[dict]:
+    """The validated records of ``sft.jsonl`` for one split, in file order, at most ``limit``."""
+    from .world import load_jsonl
+
+    rows = [r for r in load_jsonl(Path(data_dir) / "sft.jsonl", "sft") if r["split"] == split]
+    return rows[:limit] if limit and limit > 0 else rows
+
+
+def sft_datasets(data_dir: Path, cfg: Profile):
+    """(train, val) ``datasets.Dataset`` objects in conversational prompt/completion form."""
+    from datasets import Dataset
+
+    train = load_sft_rows(data_dir, "train", cfg.sft.max_train_examples)
+    val = load_sft_rows(data_dir, "val", cfg.sft.max_eval_examples)
+    if not train:
+        raise GirlError(f"{Path(data_dir) / 'sft.jsonl'} has no train rows; rebuild the data with 'girl data --force'")
+    chat = lambda rows: Dataset.from_list([to_chat(r["prompt"], r["completion"]) for r in rows])  # noqa: E731
+    return chat(train), (chat(val) if val else None)
+
+
+def peft_lora_config(lora: KitLoraConfig, task_type: str = "CAUSAL_LM"):
+    from peft import LoraConfig
+
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type=task_type, bias="none")
+
+
+def precision_flags(device: str) -> dict:
+    """bf16 on GPUs that support it, fp16 on older ones (T4), fp32 on CPU."""
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
+    return {"bf16": False, "fp16": False, "use_cpu": device == "cpu"}
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+def make_trainer(cfg: Profile, model, tokenizer, train_ds, eval_ds, output_dir: Path):
+    """A TRL ``SFTTrainer`` configured from the profile (completion-only loss, LoRA, no saving)."""
+    from trl import SFTConfig, SFTTrainer
+
+    s = cfg.sft
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=s.num_epochs,
+        max_steps=s.max_steps,
+        learning_rate=s.learning_rate,
+        per_device_train_batch_size=s.batch_size,
+        per_device_eval_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        max_length=s.max_length,
+        completion_only_loss=True,  # labels = -100 on prompt tokens
+        packing=False,
+        gradient_checkpointing=s.gradient_checkpointing,
+        logging_steps=1 if s.max_steps and 0 < s.max_steps <= 20 else 5,
+        eval_strategy="no",  # evaluated once at the end (below): cheaper on a CPU
+        save_strategy="no",  # the adapter is saved explicitly with save_pretrained
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        **precision_flags(cfg.device),
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                      processing_class=tokenizer, peft_config=peft_lora_config(s.lora))
+
+
+def count_lost_eos(tokenized, eos_token_id: int, n_examples: int | None = None) -> int:
+    """Examples that lost their EOS to truncation at ``max_length``.
+
+    An example cut before its EOS teaches the model to go on writing where it should stop; one
+    cut before its completion starts is dropped by TRL altogether ("fully masked"). We count
+    both (pass ``n_examples``, the row count before TRL's preparation, to include the dropped
+    ones) and report them, rather than let truncation pass unnoticed.
+    """
+    # TRL folds the completion mask into ``labels`` (-100 = not trained on).
+    cut = sum(eos_token_id not in labels for labels in tokenized["labels"])
+    dropped = (n_examples - len(tokenized)) if n_examples is not None else 0
+    return cut + dropped
+
+
+def train(cfg: Profile, run_dir: Path) -> dict:
+    """Train the LoRA generator on ``<run_dir>/data/sft.jsonl`` and save it to ``<run_dir>/sft``."""
+    from .models import load_causal_lm
+    from .pipeline import require_complete
+    from .seeding import set_seed
+
+    data_dir = require_complete(run_dir, "data")
+    out = Path(run_dir) / "sft"
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(cfg.seed)
+    train_ds, eval_ds = sft_datasets(data_dir, cfg)
+    model, tokenizer = load_causal_lm(cfg.model, device=cfg.device, seed=cfg.seed)
+    set_seed(cfg.seed)  # LoRA init and data order
+    trainer = make_trainer(cfg, model, tokenizer, train_ds, eval_ds, out / "trainer")
+
+    lost_eos = count_lost_eos(trainer.train_dataset, tokenizer.eos_token_id, len(train_ds))
+    if lost_eos:
+        print(f"[girl] sft: warning: {lost_eos} of {len(train_ds)} training examples are longer than "
+              f"sft.max_length={cfg.sft.max_length} and lose their EOS; raise --set sft.max_length=...",
+              file=sys.stderr)
+    n_tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
+    n_completion = sum(sum(t != -100 for t in labels) for labels in trainer.train_dataset["labels"])
+    t0 = time.time()
+    result = trainer.train()
+    train_seconds = time.time() - t0
+    samples_seen = result.global_step * cfg.sft.batch_size * cfg.sft.grad_accum
+    tokens_seen = n_tokens / max(1, len(train_ds)) * samples_seen
+
+    eval_metrics = trainer.evaluate() if eval_ds is not None else {}
+    adapter_dir = out / ADAPTER
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)
+    trainer.model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics = {
+        "base_model": cfg.model.base_model,
+        "train_examples": len(train_ds),
+        "eval_examples": len(eval_ds) if eval_ds is not None else 0,
+        "train_tokens": n_tokens,
+        "examples_truncated_before_eos": lost_eos,
+        "train_completion_tokens": n_completion,
+        "global_steps": result.global_step,
+        "train_seconds": round(train_seconds, 1),
+        "train_tokens_per_second": round(tokens_seen / train_seconds, 1),
+        "first_loss": losses[0] if losses else None,
+        "final_train_loss": losses[-1] if losses else None,
+        "eval_loss": eval_metrics.get("eval_loss"),
+        "eval_perplexity": math.exp(eval_metrics["eval_loss"]) if "eval_loss" in eval_metrics else None,
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "log_history.json", trainer.state.log_history)
+    (out / "profile.json").write_text(cfg.to_json())
+    return metrics
+
+
+def run_stage(cfg: Profile, run_dir: Path) -> dict:
+    """``girl sft``: train, compare with the zero-shot base through the oracle, save both."""
+    m = train(cfg, run_dir)
+    out = Path(run_dir) / "sft"
+    comparison = compare_with_zero_shot(cfg, run_dir, n_seekers=cfg.sft.oracle_eval_seekers)
+    atomic_write_json(out / "oracle_val.json", comparison)
+    m["oracle_val"] = {arm: comparison[arm]["report"] for arm in ("zero_shot", "sft")}
+    m["generation_tokens_per_second"] = comparison["sft"]["tokens_per_second"]
+    atomic_write_json(out / "metrics.json", m)
+    head = {k: m[k] for k in ("train_examples", "global_steps", "train_seconds", "train_tokens_per_second",
+                              "final_train_loss", "eval_loss")}
+    for arm in ("zero_shot", "sft"):
+        r = comparison[arm]["report"]
+        head[f"{arm}_parse_rate"], head[f"{arm}_accept_rate"] = r.get("parse_rate"), r.get("accept_rate")
+    return head
+
+
+# --------------------------------------------------------------------------------------------
+# The oracle's view: zero-shot base vs SFT on held-out seekers
+# --------------------------------------------------------------------------------------------
+def val_seekers(data_dir: Path, n: int, split: str = "val") -> list[dict]:
+    """The first ``n`` seekers of ``split`` (file order: deterministic)."""
+    from .world import load_jsonl
+
+    seekers = [s for s in load_jsonl(Path(data_dir) / "seekers.jsonl", "seekers") if s["split"] == split]
+    return seekers[:n]
+
+
+def compare_with_zero_shot(cfg: Profile, run_dir: Path, n_seekers: int, model=None, tokenizer=None) -> dict:
+    """Greedy JDs for ``n_seekers`` held-out seekers from the base model and from the SFT model.
+
+    The base model is the SFT model with its adapter disabled (``disable_adapter()``): the same
+    weights the PPO stage will use as its reference. Returns, per arm, the texts, the oracle's
+    report (:func:`girl_lib.oracle_eval.oracle_report`) and generation speed.
+    """
+    from .generate import generate_from_config
+    from .oracle_eval import oracle_report
+    from .world import SYSTEM_PROMPT, make_prompt
+
+    if model is None:
+        model, tokenizer = load_sft_model(cfg, run_dir)
+    seekers = val_seekers(Path(run_dir) / "data", n_seekers)
+    prompts = [make_prompt(s["cv_text"]) for s in seekers]
+    result: dict = {"seeker_ids": [s["id"] for s in seekers]}
+    for arm in ("zero_shot", "sft"):
+        if arm == "zero_shot":
+            with model.disable_adapter():
+                out = generate_from_config(model, tokenizer, prompts, cfg.generation, system_prompt=SYSTEM_PROMPT,
+                                           progress=True)
+        else:
+            out = generate_from_config(model, tokenizer, prompts, cfg.generation, system_prompt=SYSTEM_PROMPT,
+                                       progress=True)
+        result[arm] = {"texts": out.texts, "finished": out.finished, "num_tokens": out.num_tokens,
+                       "tokens_per_second": round(out.tokens_per_second, 1),
+                       "eos_rate": sum(out.finished) / max(1, len(out.finished)),
+                       "report": oracle_report(seekers, out.texts)}
+    return result
+
+
+def label_view(tokenizer, input_ids, labels, width: int = 12) -> str:
+    """The tail of the prompt and the start of the completion, with the training mask shown.
+
+    Tokens the loss ignores (label -100) are shown in ``[brackets]``; trained tokens plainly.
+    """
+    toks = tokenizer.convert_ids_to_tokens(list(input_ids))
+    first = next(i for i, lab in enumerate(labels) if lab != -100)
+    lo, hi = max(0, first - width), min(len(toks), first + width)
+    show = [f"[{t}]" if lab == -100 else t for t, lab in zip(toks[lo:hi], labels[lo:hi])]
+    eos = [t for t, lab in zip(toks, labels) if lab != -100][-2:]
+    return " ".join(show).replace("Ċ", "\\n").replace("Ġ", "·") + f"   ...   last trained tokens: {eos}"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading the trained generator
+# --------------------------------------------------------------------------------------------
+def adapter_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "sft" / ADAPTER
+
+
+def load_sft_model(cfg: Profile, run_dir: Path, is_trainable: bool = False):
+    """``(PeftModel, tokenizer)``: the base model with the saved SFT adapter on top."""
+    from peft import PeftModel
+
+    from .models import load_causal_lm
+
+    path = adapter_path(run_dir)
+    if not (path / "adapter_config.json").is_file():
+        raise GirlError(f"no SFT adapter in {path}; run 'girl sft --profile {cfg.name}' first")
+    trained_on = json.loads((Path(run_dir) / "sft" / "metrics.json").read_text()).get("base_model")
+    if trained_on and trained_on != cfg.model.base_model:
+        raise GirlError(f"the SFT adapter in {path} was trained on '{trained_on}', not '{cfg.model.base_model}'; "
+                        "use the same --base-model or retrain with --force")
+    base, tokenizer = load_causal_lm(cfg.model, device=cfg.device, seed=cfg.seed)
+    model = PeftModel.from_pretrained(base, path, is_trainable=is_trainable)
+    model.eval()
+    return model, tokenizer
