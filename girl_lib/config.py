@@ -67,11 +67,12 @@ class LoraConfig:
 
 @dataclass
 class SFTConfig:
-    max_train_examples: int = 600
+    # cpu: 384 examples x ~260 tokens at ~200 train tokens/s on 2 cores is ~8 min
+    max_train_examples: int = 384
     max_eval_examples: int = 64
     num_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides num_epochs
-    learning_rate: float = 2e-4
+    learning_rate: float = 5e-4
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 384
