@@ -1,0 +1,199 @@
+"""Stage 2 — the reward model on the smoke profile (tiny random-weight LLaMA, real SmolLM2 tokenizer)."""
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from girl_lib import reward
+from girl_lib.config import apply_overrides
+from girl_lib.errors import DataError, GirlError
+from girl_lib.world import load_jsonl, make_prompt
+
+
+@pytest.fixture(scope="module")
+def base(smoke_cfg):
+    """The tiny base as a sequence classifier with a fresh (seeded) score head."""
+    return reward.load_base(smoke_cfg)
+
+
+@pytest.fixture()
+def run_copy(smoke_run, tmp_path):
+    """A private run dir holding a copy of the session's complete data stage."""
+    shutil.copytree(smoke_run / "data", tmp_path / "data")
+    return tmp_path
+
+
+def test_pairwise_loss_equals_hand_computation():
+    chosen, rejected = [2.0, 0.0, -1.0], [1.0, 0.0, 1.0]
+    # -log sigma(d) = log(1 + e^-d) for the margins d = 1, 0, -2
+    hand = (math.log(1 + math.exp(-1)) + math.log(2) + math.log(1 + math.exp(2))) / 3
+    assert reward.pairwise_loss(chosen, rejected).item() == pytest.approx(hand, rel=1e-6)
+    assert hand == pytest.approx(1.0444, abs=1e-4)
+    # Same as TRL's RewardTrainer formula, and finite where a naive log(sigmoid) underflows.
+    c, r = torch.tensor([30.0, -60.0]), torch.tensor([-30.0, 60.0])
+    assert reward.pairwise_loss(c, r).item() == pytest.approx(60.0, rel=1e-6)  # (0 + 120) / 2
+    c, r = torch.randn(16), torch.randn(16)
+    torch.testing.assert_close(reward.pairwise_loss(c, r), -torch.nn.functional.logsigmoid(c - r).mean())
+
+
+def test_score_shape_dtype_and_mixed_length_batch_equals_one_by_one(base, smoke_run):
+    model, tok = base
+    seekers = load_jsonl(smoke_run / "data" / "seekers.jsonl", "seekers")[:3]
+    jobs = load_jsonl(smoke_run / "data" / "jobs.jsonl", "jobs")[:2]
+    cvs = [seekers[0]["cv_text"], seekers[1]["cv_text"][:80], seekers[2]["cv_text"], seekers[0]["cv_text"][:40], seekers[1]["cv_text"]]
+    jds = [jobs[0]["jd_text"], jobs[1]["jd_text"], "Title: Tester", jobs[0]["jd_text"][:60], jobs[1]["jd_text"]]
+    lengths = {len(reward.chat_ids(tok, make_prompt(c), j)) for c, j in zip(cvs, jds)}
+    assert len(lengths) == 5  # really mixed lengths: most rows of a batch carry padding
+    batched = reward.score(model, tok, cvs, jds, batch_size=5)
+    assert batched.shape == (5,) and batched.dtype == torch.float32 and batched.device.type == "cpu"
+    alone = torch.cat([reward.score(model, tok, [c], [j], batch_size=1) for c, j in zip(cvs, jds)])
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
+    assert batched.unique().numel() == 5  # the score depends on the text, not on the padding
+    # The pooled token is the last real one: the manual forward over the exact chat agrees.
+    ids = torch.tensor([reward.chat_ids(tok, make_prompt(cvs[2]), jds[2])])
+    with torch.no_grad():
+        manual = model(input_ids=ids).logits[0, 0]
+    assert manual.item() == pytest.approx(batched[2].item(), abs=1e-5)
+    assert reward.score(model, tok, [], []).shape == (0,)
+
+
+def _trainer(cfg, smoke_run, tmp_path, n_pairs=8, **overrides):
+    cfg = apply_overrides(cfg, overrides)
+    train_ds, _ = reward.reward_datasets(smoke_run / "data", cfg)
+    model, tok = reward.load_base(cfg)
+    return reward.make_trainer(cfg, model, tok, train_ds.select(range(n_pairs)), None, tmp_path / "trainer"), tok
+
+
+def test_reward_model_sees_the_text_score_builds(smoke_cfg, smoke_run, tmp_path):
+    trainer, tok = _trainer(smoke_cfg, smoke_run, tmp_path)
+    rows = reward.load_pairs(smoke_run / "data", "train")
+    for i in range(3):
+        assert trainer.train_dataset[i]["chosen_ids"] == reward.chat_ids(tok, rows[i]["prompt"], rows[i]["chosen"])
+        assert trainer.train_dataset[i]["rejected_ids"] == reward.chat_ids(tok, rows[i]["prompt"], rows[i]["rejected"])
+    text = tok.decode(trainer.train_dataset[0]["chosen_ids"])
+    assert text.count("<|im_start|>") == 3 and "recruiting assistant" in text  # system, user, assistant
+    assert tok.pad_token_id not in trainer.train_dataset[0]["chosen_ids"]  # pooling finds the real end
+
+
+def test_training_moves_the_score_head_and_saves_it(smoke_cfg, smoke_run, tmp_path):
+    from peft import PeftModel
+
+    trainer, tok = _trainer(smoke_cfg, smoke_run, tmp_path, **{"reward.max_steps": 6, "reward.learning_rate": 1e-2})
+    rows = reward.load_pairs(smoke_run / "data", "train")[:8]
+    prompts, chosen, rejected = [r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows]
+    head_before = reward.score_head(trainer.model).detach().clone()
+    trainer.train()
+    head_after = reward.score_head(trainer.model).detach()
+    assert not torch.allclose(head_before, head_after)  # the head is trained, not frozen
+    assert reward.score_head(trainer.model).requires_grad
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 6
+
+    trained = reward.score_prompts(trainer.model, tok, prompts + prompts, chosen + rejected)
+    trainer.model.save_pretrained(tmp_path / "adapter")
+    fresh, _ = reward.load_base(smoke_cfg)
+    fresh_scores = reward.score_prompts(fresh, tok, prompts + prompts, chosen + rejected)
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
+    torch.testing.assert_close(reward.score_prompts(reloaded, tok, prompts + prompts, chosen + rejected), trained)
+    assert not torch.allclose(fresh_scores, trained)  # the saved adapter and head are not a no-op
+    # Learning shows on the pairs it trained on: the loss falls below its starting point.
+    after = reward.pairwise_loss(trained[:8], trained[8:]).item()
+    assert after < losses[0] - 0.01, (losses[0], after)
+
+
+def _fake_sft(cfg, run_dir):
+    """A complete SFT stage in seconds: an untrained LoRA adapter on the tiny model, saved the
+    way girl_lib.sft saves it (training it is test_sft's business, not this file's)."""
+    from peft import get_peft_model
+
+    from girl_lib.models import load_causal_lm
+    from girl_lib.rundir import write_manifest
+    from girl_lib.sft import peft_lora_config
+
+    out = run_dir / "sft"
+    model, tok = load_causal_lm(cfg.model)
+    get_peft_model(model, peft_lora_config(cfg.sft.lora)).save_pretrained(out / "adapter")
+    tok.save_pretrained(out / "adapter")
+    (out / "metrics.json").write_text(json.dumps({"base_model": cfg.model.base_model}))
+    write_manifest(out, "sft", cfg.name, 0.0, {})
+
+
+def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, run_copy):
+    from girl_lib.pipeline import run_stage
+
+    _fake_sft(smoke_cfg, run_copy)  # so the generated-JD part runs too
+    manifest = run_stage("reward", smoke_cfg, run_copy, log=lambda *a: None)
+    out = run_copy / "reward"
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "manifest.json").is_file()
+    assert (out / "log_history.json").is_file() and (out / "profile.json").is_file()
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("pairwise_accuracy", "pairwise_accuracy_feedback", "pairwise_accuracy_hard_negative",
+                "n_pairs", "n_pairs_feedback", "n_pairs_hard_negative", "auc_real", "n_real",
+                "auc_generated", "n_generated", "generated_note", "global_steps", "train_pairs"):
+        assert key in m, key
+    assert m["global_steps"] == smoke_cfg.reward.max_steps
+    assert m["n_pairs"] == m["n_pairs_feedback"] + m["n_pairs_hard_negative"] > 0
+    assert 0.0 <= m["pairwise_accuracy"] <= 1.0 and m["n_real"] > 0
+    n_val = sum(s["split"] == "val" for s in load_jsonl(run_copy / "data" / "seekers.jsonl", "seekers"))
+    assert m["n_generated"] == min(reward.MAX_GENERATED_EVAL, smoke_cfg.reward.max_eval_pairs, n_val) > 0
+    assert manifest["result"]["pairwise_accuracy"] == m["pairwise_accuracy"]
+
+    ev = reward.load_eval_scores(run_copy)
+    assert len(ev["pairs"]) == m["n_pairs"] and len(ev["real"]) == m["n_real"] and len(ev["generated"]) == m["n_generated"]
+    acc = sum(p["chosen"] > p["rejected"] for p in ev["pairs"]) / len(ev["pairs"])
+    assert acc == pytest.approx(m["pairwise_accuracy"])
+    # Reloaded from disk (LoRA + trained score head), the model gives the stage's scores again.
+    model, tok = reward.load_reward_model(smoke_cfg, run_copy)
+    seekers = {s["id"]: s for s in load_jsonl(run_copy / "data" / "seekers.jsonl", "seekers")}
+    jobs = {j["id"]: j for j in load_jsonl(run_copy / "data" / "jobs.jsonl", "jobs")}
+    rows = ev["real"][:6]
+    again = reward.score(model, tok, [seekers[r["seeker_id"]]["cv_text"] for r in rows],
+                         [jobs[r["job_id"]]["jd_text"] for r in rows])
+    torch.testing.assert_close(again, torch.tensor([r["score"] for r in rows]), atol=1e-5, rtol=1e-5)
+    fig = reward.plot_report(run_copy)  # the notebook's figure builds from these files
+    assert len(fig.axes) == 3
+
+
+def test_generated_part_is_skipped_with_a_note_without_sft(smoke_cfg, run_copy, base):
+    model, tok = base
+    m, rows = reward.evaluate_generated(smoke_cfg, run_copy, model, tok, 4)
+    assert m["n_generated"] == 0 and m["auc_generated"] is None and "skipped" in m["generated_note"] and rows == []
+
+
+def _corrupt(run_dir, line_no=3, field="chosen"):
+    path = run_dir / "data" / "rm_pairs.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    rec = json.loads(lines[line_no - 1])
+    del rec[field]
+    lines[line_no - 1] = json.dumps(rec) + "\n"
+    path.write_text("".join(lines))
+    return path
+
+
+def test_bad_pair_file_fails_with_file_line_and_field(smoke_cfg, run_copy, capsys):
+    from girl_lib.cli import main
+
+    path = _corrupt(run_copy)
+    with pytest.raises(DataError) as err:
+        reward.train(smoke_cfg, run_copy)
+    assert (err.value.path, err.value.line, err.value.field) == (str(path), 3, "chosen")
+    assert not (run_copy / "reward" / "manifest.json").exists()
+
+    assert main(["reward", "--profile", "smoke", "--run-dir", str(run_copy)]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    assert f"{path}:3" in lines[0] and "'chosen'" in lines[0]
+
+
+def test_reward_without_data_names_the_fix(smoke_cfg, tmp_path):
+    with pytest.raises(GirlError, match="run 'girl data'"):
+        reward.train(smoke_cfg, tmp_path)
+
+
+def test_calibration_bins():
+    bins = reward.calibration_bins([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 0, 1, 1, 1], n_bins=3)
+    assert [b["n"] for b in bins] == [2, 2, 2]
+    assert [b["accept_rate"] for b in bins] == [0.0, 0.5, 1.0]
+    assert bins[0]["score"] == pytest.approx(0.15)
