@@ -104,23 +104,34 @@ class GenerationConfig:
 @dataclass
 class PPOConfig:
     iterations: int = 20
-    rollout_batch_size: int = 16
+    rollout_batch_size: int = 16  # per process: each process samples its own rollouts
     minibatch_size: int = 8
     micro_batch_size: int = 4
     ppo_epochs: int = 2
-    learning_rate: float = 1e-5
+    learning_rate: float = 1e-5  # the policy's LoRA
+    value_head_lr: float = 1e-3  # the value head starts from zero and must catch up fast
+    max_grad_norm: float = 1.0
     kl_coef: float = 0.05
     kl_estimator: str = "k1"  # k1 | k3
-    adaptive_kl_target: float | None = None
+    adaptive_kl_target: float | None = None  # None: fixed beta; else target sequence KL (nats)
+    adaptive_kl_horizon: float = 10000.0
     gamma: float = 1.0
     lam: float = 0.95
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     vf_coef: float = 0.1
     temperature: float = 0.7
-    missing_eos_penalty: float = 1.0
+    missing_eos_penalty: float = 1.0  # subtracted from the score of a response that never stopped
+    normalize_scores: bool = True  # score -> (score - mean) / std, the RM's statistics on real val JDs
+    value_head_init: str = "zero"  # zero | reward (copy the reward model's score head)
+    value_backbone_grad: bool = False  # let the value loss train the shared LoRA too (TRL's old shared trunk)
     save_every: int = 5
+    eval_seekers: int = 0  # held-out seekers for the final PPO-vs-SFT comparison; 0: sft.oracle_eval_seekers
+    eval_kl: bool = True  # exact KL(PPO || SFT) along the PPO's greedy eval responses
     seed: int = 0
+    # A fresh LoRA trained on top of the SFT model (whose adapter is merged into the base first),
+    # so that "adapter disabled" is the SFT model: the reference policy.
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass
@@ -176,7 +187,7 @@ def _smoke() -> Profile:
                             max_length=384, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8)),
         generation=GenerationConfig(max_new_tokens=24, batch_size=8),
         ppo=PPOConfig(iterations=2, rollout_batch_size=4, minibatch_size=2, micro_batch_size=1,
-                      ppo_epochs=1, learning_rate=1e-4, save_every=1),
+                      ppo_epochs=1, learning_rate=1e-4, save_every=1, lora=LoraConfig(r=4, alpha=8)),
         eval=EvalConfig(max_test_seekers=8, judge_pairs=8, matching_seeds=2, top_k=5),
         genrec=GenRecConfig(max_train_sequences=16, max_test_users=8, num_beams=4, max_steps=3),
     )

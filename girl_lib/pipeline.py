@@ -40,8 +40,8 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("data", "data", "girl_lib.pipeline:data_stage", "issue #3"),
     Stage("sft", "sft", "girl_lib.sft:run_stage", "issue #4", needs=("data",)),
-    Stage("reward", "reward", None, "issue #5", needs=("data",)),
-    Stage("ppo", "ppo", None, "issue #6", needs=("sft", "reward")),
+    Stage("reward", "reward", "girl_lib.reward:run_stage", "issue #5", needs=("data",)),
+    Stage("ppo", "ppo", "girl_lib.ppo:run_stage", "issue #6", needs=("sft", "reward")),
     Stage("genrec", "genrec", None, "issue #8", needs=("data",)),
     Stage("evaluate", "eval", None, "issue #7", needs=("data",)),
 )

@@ -47,3 +47,73 @@ def compare_bars(reports: Mapping[str, Mapping[str, float]], keys: Sequence[str]
     ax.set_title(title)
     ax.legend()
     return ax
+
+
+# --------------------------------------------------------------------------------------------
+# PPO (chapter 04): curves from <run-dir>/ppo/log.jsonl rows
+# --------------------------------------------------------------------------------------------
+PPO_CURVES = (
+    ("objective/scores", "reward-model score"),
+    ("oracle/accept_rate", "oracle: recruiter accepts"),
+    ("objective/kl", "KL to SFT (nats / response)"),
+    ("objective/entropy", "entropy (nats / token)"),
+    ("response_length_mean", "response length (tokens)"),
+    ("oracle/seeker_interest", "oracle: seeker interest"),
+)
+
+
+def ppo_curves(rows: Sequence[Mapping], curves=PPO_CURVES, ncols: int = 3, title: str = ""):
+    """One small panel per logged metric against the PPO iteration; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    nrows = -(-len(curves) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
+    x = [r["iteration"] for r in rows]
+    for ax, (key, label) in zip(axes.flat, curves):
+        ax.plot(x, [r.get(key) for r in rows], marker=".")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def reward_vs_oracle(rows: Sequence[Mapping], ax=None, title: str = "reward-hacking watch"):
+    """The reward model's score (left axis) and the oracle's verdict (right axis) per iteration.
+
+    While both rise together, PPO is learning what the recruiter wants. A score that keeps
+    rising while the oracle's acceptance stalls or falls is reward hacking: the policy found
+    something the reward model likes and the recruiter does not.
+    """
+    ax = _axes(ax, figsize=(7, 3.5))
+    x = [r["iteration"] for r in rows]
+    ax.plot(x, [r["objective/scores"] for r in rows], marker=".", color="C0", label="RM score")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("reward-model score", color="C0")
+    ax2 = ax.twinx()
+    ax2.plot(x, [r["oracle/accept_rate"] for r in rows], marker="s", color="C2", label="oracle accept rate")
+    ax2.plot(x, [r["oracle/p_accept"] for r in rows], ls="--", color="C2", alpha=0.6, label="oracle p(accept)")
+    ax2.set_ylabel("oracle (rollouts)", color="C2")
+    ax2.set_ylim(0, 1)
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper left")
+    ax.set_title(title)
+    return ax
+
+
+def kl_tradeoff(results: Sequence[Mapping], x: str = "kl", y: str = "score", ax=None,
+                title: str = "reward vs KL across β"):
+    """One point per β (``ppo.beta_sweep`` results): what the policy gained against how far it moved."""
+    ax = _axes(ax, figsize=(5, 3.5))
+    xs, ys = [r[x] for r in results], [r[y] for r in results]
+    ax.plot(xs, ys, "o-")
+    for r, xi, yi in zip(results, xs, ys):
+        ax.annotate(f"β={r['beta']:g}", (xi, yi), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("KL to SFT (nats / response)" if x == "kl" else x)
+    ax.set_ylabel("reward-model score" if y == "score" else y)
+    ax.set_title(title)
+    return ax

@@ -1,0 +1,329 @@
+"""Stage 3 — the kit's PPO loop on the smoke profile (tiny random-weight LLaMA).
+
+The maths (GAE, whitening, k1/k3, clipped losses) is tested in test_ppo_core.py; here: the loop's
+own guarantees — masking, micro-batching, the first minibatch, LoRA moving, the log, resume,
+and two real processes.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from girl_lib import ppo
+from girl_lib.config import apply_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+TIME_KEYS = {k for k in ppo.LOG_KEYS if k.startswith("time/")} | {"generation_tokens_per_s"}
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stages_done(smoke_cfg, smoke_run):
+    """The session's smoke run dir with data, sft and reward complete (skipped if already done)."""
+    from girl_lib.pipeline import run_stage
+
+    for stage in ("sft", "reward"):
+        run_stage(stage, smoke_cfg, smoke_run, log=lambda *a: None)
+    return smoke_run
+
+
+def private_run(stages_done: Path, path: Path) -> Path:
+    """A run dir of its own whose data/sft/reward are links to the session's."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stage in ("data", "sft", "reward"):
+        ppo._link_or_copy(stages_done / stage, path / stage)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(smoke_cfg):
+    """The tiny LLaMA with a LoRA whose B matrices are non-zero (so every LoRA weight gets a gradient)."""
+    from peft import get_peft_model
+
+    from girl_lib.models import load_causal_lm
+    from girl_lib.sft import peft_lora_config
+
+    base, tok = load_causal_lm(smoke_cfg.model)
+    torch.manual_seed(0)
+    policy = get_peft_model(base, peft_lora_config(smoke_cfg.ppo.lora)).eval()
+    with torch.no_grad():
+        for name, prm in policy.named_parameters():
+            if "lora_B" in name:
+                prm.normal_(0, 0.02)
+    model = ppo.PolicyWithValueHead(policy, value_backbone_grad=True)  # gradients everywhere: a stricter test
+    with torch.no_grad():
+        model.value_head.weight.normal_(0, 0.1)
+    return model, tok
+
+
+def fake_rollout(model, tok, cfg, lengths=(5, 2, 7, 3), seed=0):
+    """A scored rollout batch built from random prompts/responses of the given lengths."""
+    g = torch.Generator().manual_seed(seed)
+    queries = [torch.randint(10, 1000, (n,), generator=g).tolist() for n in (6, 9, 4, 8)][:len(lengths)]
+    responses = [torch.randint(10, 1000, (n - 1,), generator=g).tolist() + [tok.eos_token_id] for n in lengths]
+    batch = ppo.build_batch(queries, responses, tok.pad_token_id, tok.eos_token_id)
+    out = ppo.rollout_forward(model, batch, cfg.ppo.temperature, batch_size=len(lengths))
+    batch.update(logprobs=out["logprobs"], values=out["values"], ref_logprobs=out["logprobs"] - 0.05)
+    scores = torch.randn(len(lengths), generator=g)
+    return ppo.compute_advantages(batch, scores, kl_coef=0.1, p=cfg.ppo)
+
+
+def scaled_error(a, b):
+    """Largest absolute difference relative to the largest entry (float32 sums differ by ~1e-6)."""
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
+
+
+def lora_grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+
+
+# --------------------------------------------------------------------------------------------
+# Tensors of a rollout
+# --------------------------------------------------------------------------------------------
+def test_build_batch_left_pads_queries_right_pads_and_cuts_responses():
+    eos, pad = 2, 0
+    batch = ppo.build_batch([[5, 6, 7], [8]], [[9, eos, 11, 12], [13, 14, 15]], pad, eos)
+    assert batch["context_length"] == 3
+    assert batch["query_responses"].tolist() == [[5, 6, 7, 9, eos, pad, pad], [pad, pad, 8, 13, 14, 15, pad]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 0]]
+    # Tokens after the first EOS become padding; the EOS itself is a real (scored) token.
+    assert batch["response_mask"].tolist() == [[True, True, False, False], [True, True, True, False]]
+    assert batch["finished"].tolist() == [True, False]  # the second never stopped: EOS penalty
+    penalised = ppo.apply_missing_eos_penalty(torch.tensor([1.0, 1.0]), batch["finished"], 0.5)
+    assert penalised.tolist() == [1.0, 0.5]
+
+
+# --------------------------------------------------------------------------------------------
+# The loss: masking and micro-batching
+# --------------------------------------------------------------------------------------------
+def test_masked_positions_contribute_nothing_to_the_ppo_loss(smoke_cfg, tiny_policy):
+    model, tok = tiny_policy
+    batch = fake_rollout(model, tok, smoke_cfg)
+    mb = ppo.select_rows(batch, torch.arange(4))
+    mask = mb["response_mask"]
+    assert (~mask).any()  # there is padding to perturb
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(*mask.shape, len(tok), generator=g)
+    values = torch.randn(*mask.shape, generator=g)
+
+    def loss_and_grads(lg, v):
+        lg, v = lg.clone().requires_grad_(), v.clone().requires_grad_()
+        loss, _ = ppo.ppo_loss(lg, v, mb, smoke_cfg.ppo)
+        loss.backward()
+        return loss.detach(), lg.grad, v.grad
+
+    loss, g_logits, g_values = loss_and_grads(logits, values)
+    junk = ~mask
+    logits2 = logits.clone()
+    logits2[junk] = 50 * torch.randn(int(junk.sum()), len(tok), generator=g)
+    values2 = torch.where(junk, 1e3 * torch.randn(values.shape, generator=g), values)
+    loss2, g_logits2, g_values2 = loss_and_grads(logits2, values2)
+    assert loss2.item() == pytest.approx(loss.item(), abs=1e-6)
+    torch.testing.assert_close(g_logits2, g_logits)
+    torch.testing.assert_close(g_values2, g_values)
+    assert g_logits[junk].abs().max() == 0 and g_values[junk].abs().max() == 0
+    assert g_logits[mask].abs().max() > 0  # real tokens do get a gradient
+
+    # Through the model: whatever token ids sit after the EOS, the loss is the same.
+    def model_loss(b):
+        m = ppo.select_rows(b, torch.arange(4))
+        lg, v = model(m["input_ids"], m["attention_mask"], m["context_length"])
+        return ppo.ppo_loss(lg, v, m, smoke_cfg.ppo)[0].item()
+
+    scrambled = dict(batch)
+    qr = batch["query_responses"].clone()
+    resp_cols = qr[:, batch["context_length"]:]
+    resp_cols[~batch["response_mask"]] = 777  # anything but the pad token
+    scrambled["query_responses"] = qr
+    with torch.no_grad():
+        assert model_loss(scrambled) == pytest.approx(model_loss(batch), abs=1e-6)
+
+
+def test_micro_batches_give_the_minibatch_gradient(smoke_cfg, tiny_policy):
+    model, tok = tiny_policy
+    batch = fake_rollout(model, tok, smoke_cfg, lengths=(9, 2, 6, 3))  # very different token counts
+    idx = torch.tensor([2, 0, 3, 1])
+    grads = {}
+    for micro in (4, 1, 3):
+        p = apply_overrides(smoke_cfg, {"ppo.micro_batch_size": micro}).ppo
+        model.zero_grad(set_to_none=True)
+        stats = ppo.accumulate_minibatch(model, batch, idx, p)
+        grads[micro] = lora_grads(model)
+        if micro == 4:
+            full_stats = stats
+        else:
+            for k in ("pg_loss", "vf_loss", "ratio"):
+                assert stats[k].item() == pytest.approx(full_stats[k].item(), rel=1e-4, abs=1e-6)
+    assert any("lora_A" in n for n in grads[4]) and any("lora_B" in n for n in grads[4]) and "value_head.weight" in grads[4]
+    for micro in (1, 3):
+        for name, g in grads[4].items():
+            assert scaled_error(grads[micro][name], g) < 1e-3, (micro, name)
+
+    # The naive alternative (mean of the micro-batches' own token means) differs: the test can fail.
+    model.zero_grad(set_to_none=True)
+    for row in idx:
+        mb = ppo.select_rows(batch, row.reshape(1))
+        logits, values = model(mb["input_ids"], mb["attention_mask"], mb["context_length"])
+        (ppo.ppo_loss(logits, values, mb, smoke_cfg.ppo)[0] / len(idx)).backward()
+    naive = lora_grads(model)
+    assert max(scaled_error(naive[n], g) for n, g in grads[4].items()) > 0.05
+    model.zero_grad(set_to_none=True)
+
+
+# --------------------------------------------------------------------------------------------
+# A smoke run, interrupted after iteration 2 was logged but before it was saved, then resumed
+# --------------------------------------------------------------------------------------------
+class Killed(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def smoke_ppo(smoke_cfg, stages_done, tmp_path_factory):
+    from girl_lib.pipeline import run_stage
+
+    run_dir = private_run(stages_done, tmp_path_factory.mktemp("ppo-run"))
+    assert smoke_cfg.ppo.iterations == 2 and smoke_cfg.ppo.save_every == 1
+    real_save = ppo.save_checkpoint
+    calls = []
+
+    def save_then_die(*args, **kwargs):
+        calls.append(args[-1]["iteration"])
+        if len(calls) == 2:
+            raise Killed("simulated kill: iteration 2 logged, not saved")
+        return real_save(*args, **kwargs)
+
+    ppo.save_checkpoint = save_then_die
+    try:
+        with pytest.raises(Killed):
+            run_stage("ppo", smoke_cfg, run_dir, log=lambda *a: None)
+    finally:
+        ppo.save_checkpoint = real_save
+    interrupted = ppo.read_log(run_dir)
+    state = json.loads((run_dir / "ppo" / "checkpoint" / "state.json").read_text())
+    assert not (run_dir / "ppo" / "manifest.json").exists()  # the stage is not complete
+    manifest = run_stage("ppo", smoke_cfg, run_dir, log=lambda *a: None)
+    return {"run_dir": run_dir, "interrupted": interrupted, "state_after_kill": state, "manifest": manifest}
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(smoke_ppo):
+    assert [r["iteration"] for r in smoke_ppo["interrupted"]] == [1, 2]
+    assert smoke_ppo["state_after_kill"]["iteration"] == 1
+    rows = ppo.read_log(smoke_ppo["run_dir"])
+    assert [r["iteration"] for r in rows] == [1, 2]  # one line per iteration: the stale line 2 was dropped
+    assert rows[0] == smoke_ppo["interrupted"][0]  # iteration 1 was not redone
+    metrics = json.loads((smoke_ppo["run_dir"] / "ppo" / "metrics.json").read_text())
+    assert metrics["resumed_from_iteration"] == 1
+    # Iteration 2 redone from the saved adapter, value head, optimizer and seeds gives the same
+    # numbers as the interrupted run's iteration 2 (which ran on the weights in memory).
+    redone, lost = rows[1], smoke_ppo["interrupted"][1]
+    for key in set(ppo.LOG_KEYS) - TIME_KEYS:
+        assert redone[key] == pytest.approx(lost[key], rel=1e-4, abs=1e-6), key
+    assert json.loads((smoke_ppo["run_dir"] / "ppo" / "checkpoint" / "state.json").read_text())["iteration"] == 2
+
+
+def test_log_has_every_metric_and_first_minibatch_is_on_policy(smoke_ppo, smoke_cfg):
+    rows = ppo.read_log(smoke_ppo["run_dir"])
+    assert len(rows) == smoke_cfg.ppo.iterations
+    for row in rows:
+        missing = set(ppo.LOG_KEYS) - set(row)
+        assert not missing, missing
+        assert all(isinstance(row[k], (int, float)) and row[k] == row[k] for k in ppo.LOG_KEYS)  # no NaN
+        # Nothing has been updated before the first minibatch: the policy IS the sampling policy.
+        assert row["debug/first_ratio"] == pytest.approx(1.0, abs=1e-5)
+        assert row["debug/first_approxkl"] == pytest.approx(0.0, abs=1e-9)
+        assert row["debug/first_clipfrac"] == 0.0
+        assert row["episodes"] == row["iteration"] * smoke_cfg.ppo.rollout_batch_size
+        assert 0 <= row["eos_rate"] <= 1 and 0 < row["response_length_mean"] <= smoke_cfg.generation.max_new_tokens
+        assert row["time/iteration_s"] >= row["time/generation_s"] > 0
+    # Iteration 1 starts from the SFT model itself (fresh LoRA, B = 0): no KL to the reference yet.
+    assert rows[0]["objective/kl"] == pytest.approx(0.0, abs=1e-6)
+    assert rows[0]["objective/rlhf_reward"] == pytest.approx(rows[0]["objective/scores"] + rows[0]["objective/non_score_reward"], abs=1e-5)
+
+
+def test_smoke_run_moves_the_lora_and_saves_a_usable_policy(smoke_ppo, smoke_cfg):
+    from safetensors.torch import load_file
+
+    from girl_lib.sft import load_sft_model
+
+    run_dir = smoke_ppo["run_dir"]
+    assert smoke_ppo["manifest"]["result"]["iterations"] == smoke_cfg.ppo.iterations
+    fresh, tok = ppo.load_policy(smoke_cfg, run_dir)  # the same seeded initialisation the run started from
+    before = {n: p.detach() for n, p in fresh.named_parameters() if "lora_" in n}
+    after = load_file(str(run_dir / "ppo" / "adapter" / "adapter_model.safetensors"))
+    assert len(after) == len(before) > 0
+    changed = [k for k, v in after.items() if not torch.equal(v, before[k.replace(".weight", ".default.weight")])]
+    assert changed and any("lora_B" in k for k in changed)
+    assert all(before[k].abs().max() == 0 for k in before if "lora_B" in k)  # it started as the SFT model
+
+    # load_ppo_model: adapter on = PPO, adapter off = exactly the SFT model (the reference).
+    model, tok = ppo.load_ppo_model(smoke_cfg, run_dir)
+    sft_model, _ = load_sft_model(smoke_cfg, run_dir)
+    ids = torch.tensor([tok("Title: Data engineer. Level: mid.").input_ids])
+    with torch.no_grad():
+        sft_logits = sft_model(input_ids=ids).logits
+        with model.disable_adapter():
+            ref_logits = model(input_ids=ids).logits
+        ppo_logits = model(input_ids=ids).logits
+    torch.testing.assert_close(ref_logits, sft_logits, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(ppo_logits, sft_logits, atol=1e-6)
+
+    metrics = json.loads((run_dir / "ppo" / "metrics.json").read_text())
+    n = smoke_cfg.sft.oracle_eval_seekers
+    for arm in ("sft", "ppo"):
+        assert metrics["eval"][arm]["report"]["n"] == n and "rm_score_mean" in metrics["eval"][arm]
+    assert metrics["eval"]["sft_arm_source"] == "sft/oracle_val.json"  # same seekers and settings: reused
+    assert metrics["num_processes"] == 1 and metrics["ranks"] == [0]
+    assert set(metrics["seconds_per_iteration"]) >= {"generation_s", "scoring_s", "optimization_s"}
+    assert metrics["eval"]["kl_exact_mean"] >= 0
+
+
+# --------------------------------------------------------------------------------------------
+# Two processes
+# --------------------------------------------------------------------------------------------
+LAUNCHERS = {
+    # accelerate launch --cpu starts ONE process on a CPU-only machine (multi-CPU needs MPI); with
+    # --multi_gpu it hands over to torchrun, and Accelerator(cpu=True) in each process uses gloo.
+    "accelerate": [str(REPO / ".venv" / "bin" / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"],
+    "torchrun": [str(REPO / ".venv" / "bin" / "torchrun"), "--nproc_per_node", "2"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_really_run(launcher, stages_done, tmp_path):
+    exe = Path(LAUNCHERS[launcher][0])
+    if not exe.is_file():
+        pytest.skip(f"{exe} not installed")
+    run_dir = private_run(stages_done, tmp_path / "run")
+    port = str(29500 + os.getpid() % 1000)  # not the default: another run may hold 29500
+    cmd = [*LAUNCHERS[launcher], "--master_port" if launcher == "torchrun" else "--main_process_port", port,
+           "-m", "girl_lib.ppo", "--profile", "smoke", "--run-dir", str(run_dir), "--set", "ppo.iterations=1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((run_dir / "ppo" / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2 and metrics["ranks"] == [0, 1]
+    assert len(set(metrics["pids"])) == 2 and os.getpid() not in metrics["pids"]  # two other processes
+    rows = ppo.read_log(run_dir)
+    assert len(rows) == 1 and rows[0]["num_processes"] == 2
+    assert rows[0]["episodes"] == 2 * 4  # each process sampled its own rollouts
+    assert (run_dir / "ppo" / "manifest.json").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["grpo", "rloo"])
+def test_other_algorithms_say_not_built(algo, tmp_path, capsys):
+    from girl_lib.cli import main
+
+    assert main(["ppo", "--algo", algo, "--profile", "smoke", "--run-dir", str(tmp_path)]) == 2
+    assert "not built yet" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
