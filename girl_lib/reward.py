@@ -112,10 +112,9 @@ def load_pairs(data_dir: Path, split: str, limit: int | None = None) -> list[dic
     A malformed line raises the world loader's :class:`~girl_lib.errors.DataError` (file, line,
     field): nothing is silently dropped.
     """
-    from .world import load_jsonl
+    from .world import load_split
 
-    rows = [r for r in load_jsonl(Path(data_dir) / "rm_pairs.jsonl", "rm_pairs") if r["split"] == split]
-    return rows[:limit] if limit and limit > 0 else rows
+    return load_split(data_dir, "rm_pairs", split, limit)
 
 
 def reward_datasets(data_dir: Path, cfg: Profile):

@@ -50,10 +50,9 @@ def to_chat(prompt: str, completion: str | None = None, system_prompt: str | Non
 
 def load_sft_rows(data_dir: Path, split: str, limit: int | None = None) -> list[dict]:
     """The validated records of ``sft.jsonl`` for one split, in file order, at most ``limit``."""
-    from .world import load_jsonl
+    from .world import load_split
 
-    rows = [r for r in load_jsonl(Path(data_dir) / "sft.jsonl", "sft") if r["split"] == split]
-    return rows[:limit] if limit and limit > 0 else rows
+    return load_split(data_dir, "sft", split, limit)
 
 
 def sft_datasets(data_dir: Path, cfg: Profile):

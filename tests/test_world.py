@@ -451,3 +451,16 @@ def test_load_jsonl_and_validate_path_on_single_files(tmp_path):
 def test_render_jd_is_what_jobs_carry(cpu_world, tax):
     for j in cpu_world.jobs[:40]:
         assert render_jd(j, j["jd_style"], tax) == j["jd_text"]
+
+
+def test_load_split_partitions_the_file_and_respects_limit():
+    from girl_lib.world import load_jsonl, load_split
+
+    data = Path(__file__).resolve().parents[1] / "data_samples"
+    rows = load_jsonl(data / "sft.jsonl", "sft")
+    splits = {r["split"] for r in rows}
+    parts = {s: load_split(data, "sft", s) for s in splits}
+    assert sum(len(p) for p in parts.values()) == len(rows)
+    assert all(r["split"] == s for s, p in parts.items() for r in p)
+    assert load_split(data, "sft", "train", 2) == parts["train"][:2]
+    assert load_split(data, "sft", "train", 0) == parts["train"]

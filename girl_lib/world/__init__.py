@@ -11,6 +11,7 @@ Typical use::
 from .build import build_dataset, world_records
 from .generate import World, generate_world
 from .io import (FILES, KINDS, MANIFEST, SCHEMAS, infer_kind, is_complete, load_jsonl,
+                 load_split,
                  load_world_files, validate_dir, validate_path, write_jsonl)
 from .oracle import Oracle, OracleScore
 from .taxonomy import LEVELS, Occupation, Taxonomy, load_taxonomy
@@ -19,7 +20,7 @@ from .text import (CV_STYLES, JD_STYLES, SYSTEM_PROMPT, ParsedJD, make_prompt, p
 
 __all__ = [
     "build_dataset", "world_records", "World", "generate_world",
-    "FILES", "KINDS", "MANIFEST", "SCHEMAS", "infer_kind", "is_complete", "load_jsonl",
+    "FILES", "KINDS", "MANIFEST", "SCHEMAS", "infer_kind", "is_complete", "load_jsonl", "load_split",
     "load_world_files", "validate_dir", "validate_path", "write_jsonl",
     "Oracle", "OracleScore", "LEVELS", "Occupation", "Taxonomy", "load_taxonomy",
     "CV_STYLES", "JD_STYLES", "SYSTEM_PROMPT", "ParsedJD", "make_prompt", "parse_jd", "render_cv",

@@ -200,6 +200,16 @@ def load_jsonl(path: Path | str, kind: str | None = None) -> list[dict]:
     return [r for _, r in iter_jsonl(Path(path), kind)]
 
 
+def load_split(data_dir: Path | str, kind: str, split: str, limit: int | None = None) -> list[dict]:
+    """Validated records of ``<data_dir>/<file of kind>`` in one ``split``, file order, at most ``limit``.
+
+    A malformed line raises :class:`~girl_lib.errors.DataError` (file, line, field): nothing is
+    silently dropped. ``limit`` of None or <= 0 means all.
+    """
+    rows = [r for r in load_jsonl(Path(data_dir) / FILES[kind], kind) if r["split"] == split]
+    return rows[:limit] if limit and limit > 0 else rows
+
+
 # ---------------------------------------------------------------------------------------------
 # Whole directories: cross-file checks
 # ---------------------------------------------------------------------------------------------
