@@ -129,11 +129,13 @@ def cmd_data(args) -> int:
 def cmd_stage(args) -> int:
     from .pipeline import run_stage
 
-    if getattr(args, "algo", "ppo") != "ppo":  # checked before anything touches the run dir
-        from .errors import NotBuiltError
-
-        raise NotBuiltError(f"ppo --algo {args.algo}", "issue #6")
     cfg = _profile(args)
+    if getattr(args, "algo", "ppo") != "ppo":  # TRL's GRPO/RLOO as comparison arms, into <run-dir>/<algo>/
+        from .grpo import run_stage as run_arm
+
+        manifest = run_arm(cfg, _run_dir(args, cfg), args.algo, force=args.force)
+        print(json.dumps(manifest.get("result", {}), indent=2, sort_keys=True, default=str))
+        return 0
     manifest = run_stage(args.command, cfg, _run_dir(args, cfg), force=args.force)
     print(json.dumps(manifest.get("result", {}), indent=2, sort_keys=True, default=str))
     return 0

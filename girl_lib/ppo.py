@@ -43,14 +43,22 @@ and advantages → ``ppo_epochs`` passes over shuffled minibatches (micro-batche
 accumulated) → adapt β. Logged to ``<run-dir>/ppo/log.jsonl`` with TRL's metric names.
 
 **Scaling out.** The loop runs under 🤗 ``accelerate``: one process by default; under a
-multi-process launcher (``torchrun --nproc_per_node 2 -m girl_lib.ppo ...``, or ``accelerate
-launch`` on several GPUs) every process samples its own rollouts (seed + rank), gradients are
-averaged by DDP, metrics are averaged across processes and only the main process writes files.
+multi-process launcher every process samples its own rollouts (seed + rank), gradients are
+averaged by DDP, metrics are averaged across processes and only the main process writes files::
+
+    torchrun --nproc_per_node 2 -m girl_lib.ppo --profile smoke --run-dir D
+    accelerate launch --multi_gpu --num_processes 2 -m girl_lib.ppo --profile smoke --run-dir D
+
+Both start two processes, on GPUs or (``--profile`` cpu/smoke: ``Accelerator(cpu=True)``, the
+gloo backend) on CPU cores. ``accelerate launch --cpu --num_processes 2`` starts only ONE
+process: accelerate runs several CPU processes only through MPI (``--mpirun_hostfile``).
 
 Outputs in ``<run-dir>/ppo/``: ``log.jsonl`` (one line per iteration), ``checkpoint/`` (the
 last saved iteration: adapter, value head, optimizer, ``state.json``; a killed run resumes from
 it), ``adapter/`` (the final policy LoRA, relative to the merged SFT model), ``metrics.json``
 (PPO vs SFT on held-out seekers, through the oracle and the reward model) and ``profile.json``.
+Comparison arms on the same reward and budget, TRL's GRPO and RLOO: :mod:`girl_lib.grpo`
+(``girl ppo --algo grpo|rloo``).
 """
 from __future__ import annotations
 
@@ -306,6 +314,19 @@ def score_normalizer(run_dir: Path) -> tuple[float, float]:
         raise GirlError(f"{Path(run_dir) / 'reward' / 'metrics.json'} has no score_mean/score_std; rerun "
                         "'girl reward --force' or set --set ppo.normalize_scores=false") from None
     return mean, max(std, 1e-6)
+
+
+def reward_scoring_bf16(cfg: Profile) -> bool:
+    """Score under bf16 autocast exactly when the reward stage evaluated that way.
+
+    The reward stage runs under bf16 autocast on bf16-capable hardware (about 2x faster); its
+    ``score_mean``/``score_std`` come from those scores, so PPO scores the same way. (The
+    policy's own forward passes stay fp32: PPO's ratios and KL need more than bf16's three
+    significant digits.)
+    """
+    from .reward import reward_precision
+
+    return bool(reward_precision(cfg).get("bf16"))
 
 
 def apply_missing_eos_penalty(scores: torch.Tensor, finished: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -620,6 +641,7 @@ def train(cfg: Profile, run_dir: Path, log=print) -> dict:
         raise GirlError(f"{data_dir / 'seekers.jsonl'} has no train seekers")
     oracle = Oracle(noise=cfg.data.recruiter_noise)
     score_mean, score_std = score_normalizer(run_dir) if p.normalize_scores else (0.0, 1.0)
+    rm_bf16 = reward_scoring_bf16(cfg)
     ranks = [int(r) for r in accelerator.gather(torch.tensor([ctx.rank], device=accelerator.device)).cpu()]
     pids = [int(r) for r in accelerator.gather(torch.tensor([os.getpid()], device=accelerator.device)).cpu()]
     g = cfg.generation
@@ -657,7 +679,7 @@ def train(cfg: Profile, run_dir: Path, log=print) -> dict:
         # (5) the reward model's score of each decoded JD, minus the missing-EOS penalty
         t0 = time.time()
         raw_scores = score(rm, rm_tok, [s["cv_text"] for s in seekers], gen.texts, batch_size=rm_batch,
-                           max_length=cfg.reward.max_length)
+                           max_length=cfg.reward.max_length, bf16=rm_bf16)
         scores = apply_missing_eos_penalty((raw_scores - score_mean) / score_std, batch["finished"],
                                            p.missing_eos_penalty)
         t_score = time.time() - t0
@@ -803,8 +825,9 @@ def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, r
     gen_seconds = time.time() - t0
     cvs = [s["cv_text"] for s in seekers]
     bs = max(1, cfg.reward.batch_size * 2)
-    rm_ppo = score(rm, rm_tok, cvs, ppo_out.texts, batch_size=bs, max_length=cfg.reward.max_length)
-    rm_sft = score(rm, rm_tok, cvs, sft_texts, batch_size=bs, max_length=cfg.reward.max_length)
+    bf16 = reward_scoring_bf16(cfg)
+    rm_ppo = score(rm, rm_tok, cvs, ppo_out.texts, batch_size=bs, max_length=cfg.reward.max_length, bf16=bf16)
+    rm_sft = score(rm, rm_tok, cvs, sft_texts, batch_size=bs, max_length=cfg.reward.max_length, bf16=bf16)
     result = {
         "n_seekers": len(seekers), "seeker_ids": [s["id"] for s in seekers], "sft_arm_source": sft_source,
         "generation_seconds": round(gen_seconds, 1),

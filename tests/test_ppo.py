@@ -318,12 +318,37 @@ def test_two_processes_really_run(launcher, stages_done, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# CLI
+# Comparison arms: TRL's GRPO and RLOO on the same reward, evaluated the same way
 # --------------------------------------------------------------------------------------------
+def test_trl_arm_matches_the_ppo_budget(smoke_cfg, tmp_path):
+    from girl_lib import grpo
+    from girl_lib.errors import GirlError
+
+    cfg = apply_overrides(smoke_cfg, {"ppo.iterations": 3, "ppo.rollout_batch_size": 8, "ppo.minibatch_size": 4,
+                                      "ppo.micro_batch_size": 2, "ppo.ppo_epochs": 2, "ppo.group_size": 4})
+    for algo in grpo.ALGOS:
+        args = grpo.trl_args(cfg, algo, tmp_path)
+        assert args.per_device_train_batch_size * args.steps_per_generation == 8  # completions per rollout batch
+        assert args.num_generations == 4 and args.num_iterations == 2 and args.gradient_accumulation_steps == 2
+        assert args.max_steps == 3 * 2 * 2  # iterations x minibatches x epochs, as PPO's optimizer steps
+        assert (args.top_k, args.top_p, args.beta, args.epsilon) == (0, 1.0, cfg.ppo.kl_coef, cfg.ppo.cliprange)
+    with pytest.raises(GirlError, match="multiple"):
+        grpo.trl_args(apply_overrides(cfg, {"ppo.group_size": 3}), "grpo", tmp_path)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["grpo", "rloo"])
-def test_other_algorithms_say_not_built(algo, tmp_path, capsys):
+def test_trl_arm_trains_and_is_evaluated_like_ppo(algo, stages_done, tmp_path):
     from girl_lib.cli import main
 
-    assert main(["ppo", "--algo", algo, "--profile", "smoke", "--run-dir", str(tmp_path)]) == 2
-    assert "not built yet" in capsys.readouterr().err
-    assert not any(tmp_path.iterdir())
+    run_dir = private_run(stages_done, tmp_path / "run")
+    assert main(["ppo", "--algo", algo, "--profile", "smoke", "--run-dir", str(run_dir), "--set", "ppo.iterations=1"]) == 0
+    out = run_dir / algo
+    assert (out / "manifest.json").is_file() and (out / "adapter" / "adapter_config.json").is_file()
+    assert not (run_dir / "ppo").exists()  # its own folder: PPO's results are untouched
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["algo"] == algo and metrics["optimizer_steps"] == 2  # 1 iteration x 2 minibatches x 1 epoch
+    for arm in ("sft", "ppo"):
+        assert metrics["eval"][arm]["report"]["n"] == 4
+    logs = json.loads((out / "log_history.json").read_text())
+    assert any("oracle/accept_rate" in h for h in logs)  # the oracle watched the rollouts

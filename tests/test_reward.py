@@ -42,7 +42,8 @@ def test_score_shape_dtype_and_mixed_length_batch_equals_one_by_one(base, smoke_
     model, tok = base
     seekers = load_jsonl(smoke_run / "data" / "seekers.jsonl", "seekers")[:3]
     jobs = load_jsonl(smoke_run / "data" / "jobs.jsonl", "jobs")[:2]
-    cvs = [seekers[0]["cv_text"], seekers[1]["cv_text"][:80], seekers[2]["cv_text"], seekers[0]["cv_text"][:40], seekers[1]["cv_text"]]
+    cvs = [seekers[0]["cv_text"], seekers[1]["cv_text"][:80], seekers[2]["cv_text"], seekers[0]["cv_text"][:40],
+           seekers[1]["cv_text"]]
     jds = [jobs[0]["jd_text"], jobs[1]["jd_text"], "Title: Tester", jobs[0]["jd_text"][:60], jobs[1]["jd_text"]]
     lengths = {len(reward.chat_ids(tok, make_prompt(c), j)) for c, j in zip(cvs, jds)}
     assert len(lengths) == 5  # really mixed lengths: most rows of a batch carry padding
@@ -137,11 +138,11 @@ def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, 
     assert m["n_pairs"] == m["n_pairs_feedback"] + m["n_pairs_hard_negative"] > 0
     assert 0.0 <= m["pairwise_accuracy"] <= 1.0 and m["n_real"] > 0
     n_val = sum(s["split"] == "val" for s in load_jsonl(run_copy / "data" / "seekers.jsonl", "seekers"))
-    assert m["n_generated"] == min(reward.MAX_GENERATED_EVAL, smoke_cfg.reward.max_eval_pairs, n_val) > 0
+    assert m["n_generated"] == min(reward.n_generated_eval(smoke_cfg), n_val) > 0
     assert manifest["result"]["pairwise_accuracy"] == m["pairwise_accuracy"]
 
     ev = reward.load_eval_scores(run_copy)
-    assert len(ev["pairs"]) == m["n_pairs"] and len(ev["real"]) == m["n_real"] and len(ev["generated"]) == m["n_generated"]
+    assert (len(ev["pairs"]), len(ev["real"]), len(ev["generated"])) == (m["n_pairs"], m["n_real"], m["n_generated"])
     acc = sum(p["chosen"] > p["rejected"] for p in ev["pairs"]) / len(ev["pairs"])
     assert acc == pytest.approx(m["pairwise_accuracy"])
     # Reloaded from disk (LoRA + trained score head), the model gives the stage's scores again.
@@ -197,3 +198,17 @@ def test_calibration_bins():
     assert [b["n"] for b in bins] == [2, 2, 2]
     assert [b["accept_rate"] for b in bins] == [0.0, 0.5, 1.0]
     assert bins[0]["score"] == pytest.approx(0.15)
+
+
+def test_precision_follows_the_profile(smoke_cfg, base, smoke_run):
+    # smoke pins float32: exact scores in the tests; dtype=auto on a bf16-capable CPU autocasts.
+    assert reward.reward_precision(smoke_cfg)["bf16"] is False
+    auto = apply_overrides(smoke_cfg, {"model.dtype": "auto"})
+    assert reward.reward_precision(auto)["bf16"] is reward.cpu_has_native_bf16()
+    model, tok = base
+    rows = reward.load_pairs(smoke_run / "data", "val")[:4]
+    args = ([r["prompt"] for r in rows], [r["chosen"] for r in rows])
+    fp32 = reward.score_prompts(model, tok, *args)
+    bf16 = reward.score_prompts(model, tok, *args, bf16=True)
+    assert bf16.dtype == torch.float32 and not torch.equal(fp32, bf16)  # autocast really ran
+    torch.testing.assert_close(bf16, fp32, atol=5e-2, rtol=5e-2)

@@ -1,0 +1,214 @@
+"""Comparison arms for stage 3: TRL's ``GRPOTrainer`` and ``RLOOTrainer`` on the same reward model.
+
+``girl ppo --algo grpo`` / ``--algo rloo`` train the same policy as the kit's PPO (the SFT model,
+its adapter merged, a fresh LoRA on top; the reference is that model with the LoRA disabled)
+against the same reward (the stage-2 reward model, standardised like PPO's, minus the same
+missing-EOS penalty), on the same number of episodes, and evaluate it with the same function
+(:func:`girl_lib.ppo.evaluate`). Only the algorithm differs:
+
+* **PPO** (the kit's): a learned value head and GAE give every token its own advantage;
+* **GRPO** (Shao et al., 2024): no critic; ``G`` completions per prompt, and each completion's
+  advantage is its reward minus the mean of its group, divided by the group's std;
+* **RLOO** (Ahmadian et al., 2024): no critic; the baseline of a completion is the mean reward
+  of the *other* ``G - 1`` completions of its prompt (leave-one-out).
+
+Both score whole completions, so every token of a completion shares its advantage: cheaper (no
+value head, no GAE) but coarser credit assignment. Outputs in ``<run-dir>/<algo>/``:
+``adapter/``, ``metrics.json`` (same layout as PPO's: ``eval.sft``/``eval.ppo`` hold the SFT
+arm and *this* algorithm's arm), ``log_history.json`` (TRL's log, with the oracle on the
+rollouts), ``profile.json``, ``manifest.json``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .config import Profile
+from .errors import GirlError
+from .rundir import atomic_write_json
+
+ALGOS = ("grpo", "rloo")
+
+
+def _trl_classes(algo: str):
+    if algo == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        return GRPOConfig, GRPOTrainer
+    if algo == "rloo":
+        from trl import RLOOConfig, RLOOTrainer
+
+        return RLOOConfig, RLOOTrainer
+    raise GirlError(f"unknown algorithm '{algo}'; choose ppo, grpo or rloo")
+
+
+def make_reward_fn(cfg: Profile, run_dir: Path, rm, rm_tok, eos_id: int, seekers_by_id: dict, oracle):
+    """The reward function TRL calls: PPO's reward, completion by completion.
+
+    ``(score - mean) / std`` of the reward model (as in PPO), minus ``ppo.missing_eos_penalty``
+    for a completion that never produced EOS. As a side effect it logs the oracle's verdict on
+    the rollouts (``oracle/accept_rate`` ...) through TRL's ``log_metric``.
+    """
+    from .oracle_eval import oracle_report
+    from .ppo import reward_scoring_bf16, score_normalizer
+    from .reward import score
+
+    p = cfg.ppo
+    mean, std = score_normalizer(run_dir) if p.normalize_scores else (0.0, 1.0)
+    bf16 = reward_scoring_bf16(cfg)
+
+    def reward_fn(prompts, completions, completion_ids, seeker_id, log_metric=None, **_):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        seekers = [seekers_by_id[i] for i in seeker_id]
+        raw = score(rm, rm_tok, [s["cv_text"] for s in seekers], texts, batch_size=max(1, cfg.reward.batch_size * 2),
+                    max_length=cfg.reward.max_length, bf16=bf16)
+        finished = [eos_id in list(ids) for ids in completion_ids]
+        rewards = [(float(r) - mean) / std - (0.0 if f else p.missing_eos_penalty) for r, f in zip(raw, finished)]
+        if log_metric is not None:
+            rep = oracle_report(seekers, texts, oracle)
+            for k in ("p_accept", "accept_rate", "seeker_interest", "two_sided_rate", "parse_rate"):
+                log_metric(f"oracle/{k}", rep[k])
+            log_metric("objective/scores_raw", float(raw.mean()))
+            log_metric("eos_rate", sum(finished) / len(finished))
+        return rewards
+
+    return reward_fn
+
+
+def trl_args(cfg: Profile, algo: str, output_dir: Path):
+    """A ``GRPOConfig``/``RLOOConfig`` matched to the PPO profile: same episodes, batch, lr, β, ε.
+
+    One PPO iteration = ``ppo.rollout_batch_size`` completions (here ``group_size`` per prompt),
+    reused for ``ppo.ppo_epochs`` passes (TRL's ``num_iterations``) in minibatches of
+    ``ppo.minibatch_size`` made of micro-batches of ``ppo.micro_batch_size`` (gradient
+    accumulation).
+    """
+    from .sft import precision_flags
+
+    p = cfg.ppo
+    config_cls, _ = _trl_classes(algo)
+    if p.rollout_batch_size % p.group_size or p.rollout_batch_size % p.minibatch_size or p.minibatch_size % p.micro_batch_size:
+        raise GirlError("for grpo/rloo, ppo.rollout_batch_size must be a multiple of ppo.group_size and of "
+                        "ppo.minibatch_size, itself a multiple of ppo.micro_batch_size")
+    accum = p.minibatch_size // p.micro_batch_size
+    steps_per_rollout = p.rollout_batch_size // p.minibatch_size
+    kw = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=p.micro_batch_size,
+        gradient_accumulation_steps=accum,
+        steps_per_generation=steps_per_rollout * accum,  # micro-batches per generation batch
+        num_generations=p.group_size,
+        num_iterations=p.ppo_epochs,
+        max_steps=p.iterations * steps_per_rollout * p.ppo_epochs,
+        max_completion_length=cfg.generation.max_new_tokens,
+        temperature=p.temperature, top_k=0, top_p=1.0,
+        beta=p.kl_coef, epsilon=p.cliprange,
+        learning_rate=p.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
+        max_grad_norm=p.max_grad_norm,
+        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        seed=p.seed, data_seed=p.seed, gradient_checkpointing=False, dataloader_num_workers=0,
+        **precision_flags(cfg.device),
+    )
+    return config_cls(**kw)
+
+
+def train_and_evaluate(cfg: Profile, run_dir: Path, algo: str, log=print) -> dict:
+    """Train the ``algo`` arm with TRL, evaluate it like PPO, write ``<run_dir>/<algo>/``."""
+    from datasets import Dataset
+
+    from .pipeline import require_complete
+    from .ppo import PolicyWithValueHead, evaluate
+    from .reward import load_reward_model
+    from .seeding import set_seed
+    from .sft import load_sft_model, peft_lora_config, to_chat
+    from .world import Oracle, load_jsonl, make_prompt
+
+    _, trainer_cls = _trl_classes(algo)
+    run_dir = Path(run_dir)
+    data_dir = require_complete(run_dir, "data")
+    require_complete(run_dir, "sft")
+    require_complete(run_dir, "reward")
+    out = run_dir / algo
+    out.mkdir(parents=True, exist_ok=True)
+    p = cfg.ppo
+
+    sft_model, tok = load_sft_model(cfg, run_dir)
+    merged = sft_model.merge_and_unload()  # the reference: TRL disables the LoRA it adds on top
+    rm, rm_tok = load_reward_model(cfg, run_dir)
+    oracle = Oracle(noise=cfg.data.recruiter_noise)
+    pool = [s for s in load_jsonl(data_dir / "seekers.jsonl", "seekers") if s["split"] == "train"]
+    n_prompts = p.iterations * p.rollout_batch_size // p.group_size
+    rows = [{**to_chat(make_prompt(s["cv_text"])), "seeker_id": s["id"]} for s in pool]
+    dataset = Dataset.from_list(rows).shuffle(seed=p.seed).select(range(min(len(rows), max(n_prompts, 1))))
+    args = trl_args(cfg, algo, out / "trainer")
+    reward_fn = make_reward_fn(cfg, run_dir, rm, rm_tok, tok.eos_token_id, {s["id"]: s for s in pool}, oracle)
+    reward_fn.__name__ = "reward_model"
+    set_seed(p.seed)
+    trainer = trainer_cls(model=merged, reward_funcs=reward_fn, args=args, train_dataset=dataset,
+                          processing_class=tok, peft_config=peft_lora_config(p.lora))
+    t0 = time.time()
+    trainer.train()
+    train_seconds = time.time() - t0
+
+    policy = trainer.model.eval()
+    ev = evaluate(cfg, run_dir, PolicyWithValueHead(policy), tok, rm, rm_tok, oracle)
+    tmp = out / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out / "adapter", ignore_errors=True)
+    tmp.rename(out / "adapter")
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    logs = trainer.state.log_history
+    sft_r, arm_r = ev["sft"]["report"], ev["ppo"]["report"]
+    metrics = {
+        "algo": algo, "base_model": cfg.model.base_model, "iterations": p.iterations,
+        "episodes": p.iterations * p.rollout_batch_size, "group_size": p.group_size,
+        "optimizer_steps": trainer.state.global_step, "train_seconds": round(train_seconds, 1),
+        "seconds_per_iteration": round(train_seconds / max(1, p.iterations), 2),
+        "eval": {k: v for k, v in ev.items() if k != "texts"},
+        "accept_rate_gain": arm_r.get("accept_rate", 0) - sft_r.get("accept_rate", 0),
+        "p_accept_gain": arm_r.get("p_accept", 0) - sft_r.get("p_accept", 0),
+        "seeker_interest_change": arm_r.get("seeker_interest", 0) - sft_r.get("seeker_interest", 0),
+        "rm_score_gain": ev["ppo"]["rm_score_mean"] - ev["sft"]["rm_score_mean"],
+        "final_kl": next((h.get("kl") for h in reversed(logs) if "kl" in h), None),
+    }
+    atomic_write_json(out / "eval_texts.json", {"seeker_ids": ev["seeker_ids"], **ev["texts"]})
+    atomic_write_json(out / "log_history.json", logs)
+    atomic_write_json(out / "metrics.json", metrics)
+    (out / "profile.json").write_text(cfg.to_json())
+    return {"algo": algo, "iterations": p.iterations, "sft_accept_rate": sft_r.get("accept_rate"),
+            f"{algo}_accept_rate": arm_r.get("accept_rate"), "accept_rate_gain": metrics["accept_rate_gain"],
+            "p_accept_gain": metrics["p_accept_gain"], "rm_score_gain": metrics["rm_score_gain"],
+            "kl_exact_eval": ev.get("kl_exact_mean"), "seconds_per_iteration": metrics["seconds_per_iteration"]}
+
+
+def run_stage(cfg: Profile, run_dir: Path, algo: str, force: bool = False, log=print) -> dict:
+    """``girl ppo --algo grpo|rloo``: like a pipeline stage, into ``<run_dir>/<algo>/``.
+
+    Skipped when complete (``manifest.json``) unless ``force``; not part of ``girl run``.
+    """
+    from .rundir import clear_manifest, ensure_writable, is_complete, read_manifest, write_manifest
+
+    _trl_classes(algo)
+    out = Path(run_dir) / algo
+    if is_complete(out) and not force:
+        log(f"[girl] {algo}: complete in {out}, skipped (use --force to redo)")
+        return read_manifest(out) or {}
+    ensure_writable(run_dir)
+    clear_manifest(out)
+    log(f"[girl] {algo}: running (profile {cfg.name}) -> {out}")
+    t0 = time.time()
+    result = train_and_evaluate(cfg, Path(run_dir), algo, log=log)
+    manifest = write_manifest(out, algo, cfg.name, time.time() - t0, result)
+    log(f"[girl] {algo}: done in {manifest['seconds']:.1f} s")
+    return manifest
+
+
+def read_metrics(run_dir: Path, algo: str) -> dict:
+    path = Path(run_dir) / algo / "metrics.json"
+    if not path.is_file():
+        raise GirlError(f"no {path}; run 'girl ppo --algo {algo}' first")
+    return json.loads(path.read_text())
