@@ -109,7 +109,7 @@ def trl_args(cfg: Profile, algo: str, output_dir: Path):
         max_grad_norm=p.max_grad_norm,
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
         seed=p.seed, data_seed=p.seed, gradient_checkpointing=False, dataloader_num_workers=0,
-        **precision_flags(cfg.device),
+        **precision_flags(cfg),
     )
     return config_cls(**kw)
 

@@ -277,6 +277,38 @@ def load_sequence_classifier(cfg: ModelConfig, device: str = "cpu", seed: int = 
     return model, tok
 
 
+# --------------------------------------------------------------------------------------------
+# Precision for training and scoring
+# --------------------------------------------------------------------------------------------
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); Linux only."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def train_precision(device: str, dtype: str = "auto") -> dict:
+    """The Trainer's precision flags (``bf16``, ``fp16``, ``use_cpu``) for a device.
+
+    * CUDA: bf16 where the GPU supports it, else fp16 (a T4);
+    * CPU with ``model.dtype=auto`` and native bf16 (AVX512-BF16 or AMX): bf16 *autocast* —
+      fp32 master weights, bf16 matmuls, about 2x faster on such a CPU;
+    * any other CPU, or ``model.dtype=float32``: plain fp32.
+
+    SFT, the reward model, GenRec and TRL's GRPO/RLOO arms all train with these flags.
+    """
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
+    bf16 = device == "cpu" and dtype == "auto" and cpu_has_native_bf16()
+    return {"bf16": bf16, "fp16": False, "use_cpu": device == "cpu"}
+
+
 def count_parameters(model) -> int:
     """Unique parameters (tied input/output embeddings counted once)."""
     seen, total = set(), 0

@@ -193,31 +193,16 @@ def score_head(model):
     return model.get_submodule("score").weight
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); Linux only."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def reward_precision(cfg: Profile) -> dict:
-    """The Trainer's precision flags for the reward model.
-
-    As for SFT (:func:`girl_lib.sft.precision_flags`): bf16 on GPUs that support it, fp16 on
-    older ones, fp32 on a CPU — except that with ``model.dtype=auto`` on a CPU that computes
-    bf16 in hardware (AVX512-BF16, AMX) we train and evaluate under bf16 *autocast* (fp32
-    master weights, bf16 matmuls): about 2x faster there, and a reward model only has to rank,
-    which bf16's three significant digits do fine. ``--set model.dtype=float32`` turns it off.
+    """The Trainer's precision flags for the reward model: the kit's one rule
+    (:func:`girl_lib.models.train_precision`). With ``model.dtype=auto`` on a CPU that computes
+    bf16 in hardware, training and scoring run under bf16 autocast: about 2x faster there, and
+    a reward model only has to rank, which bf16's three significant digits do fine.
+    ``--set model.dtype=float32`` turns it off.
     """
     from .sft import precision_flags
 
-    flags = precision_flags(cfg.device)
-    if cfg.device == "cpu" and cfg.model.dtype == "auto" and cpu_has_native_bf16():
-        flags = {**flags, "bf16": True}
-    return flags
+    return precision_flags(cfg)
 
 
 # --------------------------------------------------------------------------------------------

@@ -74,14 +74,11 @@ def peft_lora_config(lora: KitLoraConfig, task_type: str = "CAUSAL_LM"):
                       target_modules=list(lora.target_modules), task_type=task_type, bias="none")
 
 
-def precision_flags(device: str) -> dict:
-    """bf16 on GPUs that support it, fp16 on older ones (T4), fp32 on CPU."""
-    import torch
+def precision_flags(cfg: Profile) -> dict:
+    """Training precision for this profile: see :func:`girl_lib.models.train_precision`."""
+    from .models import train_precision
 
-    if device == "cuda" and torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported()
-        return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
-    return {"bf16": False, "fp16": False, "use_cpu": device == "cpu"}
+    return train_precision(cfg.device, cfg.model.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,7 +111,7 @@ def make_trainer(cfg: Profile, model, tokenizer, train_ds, eval_ds, output_dir: 
         data_seed=cfg.seed,
         dataloader_num_workers=0,
         disable_tqdm=False,
-        **precision_flags(cfg.device),
+        **precision_flags(cfg),
     )
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       processing_class=tokenizer, peft_config=peft_lora_config(s.lora))

@@ -9,6 +9,7 @@ import torch
 from girl_lib import reward
 from girl_lib.config import apply_overrides
 from girl_lib.errors import DataError, GirlError
+from girl_lib.models import cpu_has_native_bf16
 from girl_lib.world import load_jsonl, make_prompt
 
 
@@ -204,7 +205,7 @@ def test_precision_follows_the_profile(smoke_cfg, base, smoke_run):
     # smoke pins float32: exact scores in the tests; dtype=auto on a bf16-capable CPU autocasts.
     assert reward.reward_precision(smoke_cfg)["bf16"] is False
     auto = apply_overrides(smoke_cfg, {"model.dtype": "auto"})
-    assert reward.reward_precision(auto)["bf16"] is reward.cpu_has_native_bf16()
+    assert reward.reward_precision(auto)["bf16"] is cpu_has_native_bf16()
     model, tok = base
     rows = reward.load_pairs(smoke_run / "data", "val")[:4]
     args = ([r["prompt"] for r in rows], [r["chosen"] for r in rows])
