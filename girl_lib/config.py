@@ -140,7 +140,7 @@ class PPOConfig:
 class EvalConfig:
     # cpu: greedy JDs of ~100 tokens at ~30-60 tokens/s (batch 16, 2 cores). 48 test seekers x 3
     # arms + 96 more JDs for the matching model is ~240 JDs, about 6-8 minutes in all.
-    max_test_seekers: int = 48  # held-out test seekers every arm writes a JD for (items 1, 2, 4)
+    max_test_seekers: int = 48  # held-out test seekers every arm writes a JD for (-1: all of them)
     arms: tuple[str, ...] = ()  # which arms to evaluate; empty: every arm found in the run dir
     embedder: str = "minilm"  # minilm (all-MiniLM-L6-v2, offline wheel) | hashing (cheap, for smoke)
     # Pairwise judge (level of detail, relevance, conciseness), each pair judged in both orders.
@@ -152,7 +152,7 @@ class EvalConfig:
     judge_api_key_env: str = "GIRL_JUDGE_API_KEY"  # the API key is read from this environment variable
     judge_timeout_s: float = 60.0
     # Generation-enhanced person-job matching: the best arm writes a JD for these seekers too.
-    matching_train_seekers: int = 64  # train seekers whose applications train the matching model
+    matching_train_seekers: int = 64  # train seekers whose applications train the matching model (-1: all)
     matching_cold_seekers: int = 32  # cold-start seekers (unseen people, unseen jobs) tested on
     matching_seeds: int = 3
     matching_epochs: int = 150

@@ -61,9 +61,9 @@ def load_world(run_dir: Path) -> dict:
 
 
 def first_seekers(world: dict, split: str, n: int) -> list[dict]:
-    """The first ``n`` seekers of ``split`` in file order (deterministic; ``n <= 0``: all)."""
+    """The first ``n`` seekers of ``split`` in file order (deterministic; ``n < 0``: all, 0: none)."""
     rows = [s for s in world["seekers"] if s["split"] == split]
-    return rows[:n] if n > 0 else rows
+    return rows[:n] if n >= 0 else rows
 
 
 def applications_of(world: dict, seekers: Sequence[dict]) -> list[dict]:
@@ -251,7 +251,8 @@ def run_evaluation(cfg: Profile, run_dir: Path, log=print) -> dict:
         arms.append(match_arm)
     test = first_seekers(world, "test", e.max_test_seekers)
     if not test:
-        raise GirlError(f"{run_dir / 'data' / 'seekers.jsonl'} has no test seekers; rebuild with 'girl data --force'")
+        raise GirlError(f"no test seekers to evaluate: {run_dir / 'data' / 'seekers.jsonl'} has none in split 'test' "
+                        f"or eval.max_test_seekers is 0 (it is {e.max_test_seekers}; -1 means all)")
 
     # -- generation: every arm on the test seekers; the matching arm on its extra seekers too ----
     gen_seconds: dict[str, float] = {}
