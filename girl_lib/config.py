@@ -138,13 +138,14 @@ class PPOConfig:
 
 @dataclass
 class EvalConfig:
-    # cpu: greedy JDs of ~100 tokens at ~30-60 tokens/s (batch 16, 2 cores). 48 test seekers x 3
-    # arms + 96 more JDs for the matching model is ~240 JDs, about 6-8 minutes in all.
-    max_test_seekers: int = 48  # held-out test seekers every arm writes a JD for (-1: all of them)
+    # cpu: greedy JDs of ~100 tokens (zero-shot often runs to max_new_tokens) at ~40-60 tokens/s
+    # on 2 quiet cores. 40 test seekers x 3 arms + 72 more JDs for the matching model = 192 JDs,
+    # ~20k tokens: about 6-8 minutes in all (measured only under load; see the README).
+    max_test_seekers: int = 40  # held-out test seekers every arm writes a JD for (-1: all of them)
     arms: tuple[str, ...] = ()  # which arms to evaluate; empty: every arm found in the run dir
     embedder: str = "minilm"  # minilm (all-MiniLM-L6-v2, offline wheel) | hashing (cheap, for smoke)
     # Pairwise judge (level of detail, relevance, conciseness), each pair judged in both orders.
-    judge_pairs: int = 48  # seekers per compared pair of arms
+    judge_pairs: int = 40  # seekers per compared pair of arms
     judge_tie_margin: float = 0.05  # rubric judge: score differences below this are a tie
     judge_concise_words: int = 90  # rubric judge: JDs up to this many words are fully concise
     judge_url: str | None = None  # an OpenAI-compatible base URL (.../v1): use that LLM instead of the rubric
@@ -152,8 +153,8 @@ class EvalConfig:
     judge_api_key_env: str = "GIRL_JUDGE_API_KEY"  # the API key is read from this environment variable
     judge_timeout_s: float = 60.0
     # Generation-enhanced person-job matching: the best arm writes a JD for these seekers too.
-    matching_train_seekers: int = 64  # train seekers whose applications train the matching model (-1: all)
-    matching_cold_seekers: int = 32  # cold-start seekers (unseen people, unseen jobs) tested on
+    matching_train_seekers: int = 48  # train seekers whose applications train the matching model (-1: all)
+    matching_cold_seekers: int = 24  # cold-start seekers (unseen people, unseen jobs) tested on
     matching_seeds: int = 3
     matching_epochs: int = 150
     matching_hidden: int = 64
