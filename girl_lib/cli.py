@@ -6,6 +6,7 @@
     girl data validate PATH            check a data file or folder (file, line, field on error)
     girl sft | reward | ppo | genrec | evaluate [--profile P]
     girl recommend --cv FILE           a JD written for a CV, plus the closest real postings
+    girl evaluate [--judge-url URL]    every arm side by side -> <run-dir>/eval/, report.md
 
 Common options: ``--profile smoke|cpu|gpu|auto``, ``--run-dir`` (default ``runs/<profile>``),
 ``--set KEY=VALUE`` (any profile field, repeatable), ``--base-model``, ``--seed``, ``--force``.
@@ -62,12 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sp)
         if name == "ppo":
             sp.add_argument("--algo", default="ppo", choices=("ppo", "grpo", "rloo"))
+        if name == "evaluate":
+            sp.add_argument("--judge-url", default=None, metavar="URL",
+                            help="an OpenAI-compatible endpoint (http://host/v1) as the pairwise judge instead "
+                                 "of the rubric; the API key is read from $GIRL_JUDGE_API_KEY")
 
     rec = sub.add_parser("recommend", help="a JD written for a CV plus the closest real postings")
     _common(rec)
     rec.add_argument("--cv", required=True, help="a CV as a plain-text file")
-    rec.add_argument("--top-k", type=int, default=5)
-    rec.add_argument("--json", action="store_true")
+    rec.add_argument("--top-k", type=int, default=5, help="how many real postings to show (default 5)")
+    rec.add_argument("--arm", default=None, choices=("zero_shot", "sft", "ppo", "grpo", "rloo"),
+                     help="which generator (default: the best trained one: ppo > grpo > rloo > sft)")
+    rec.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -138,16 +145,35 @@ def cmd_stage(args) -> int:
         return 0
     manifest = run_stage(args.command, cfg, _run_dir(args, cfg), force=args.force)
     print(json.dumps(manifest.get("result", {}), indent=2, sort_keys=True, default=str))
+    if args.command == "evaluate":
+        from .report import write_report
+
+        print(f"[girl] report: {write_report(_run_dir(args, cfg), cfg.name).resolve()}")
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    if args.judge_url:
+        args.overrides = [*args.overrides, f"eval.judge_url={args.judge_url}"]
+    return cmd_stage(args)
+
+
 def cmd_recommend(args) -> int:
-    from .errors import NotBuiltError
+    from .evaluation import format_recommendation, recommend
 
     cv = Path(args.cv)
     if not cv.is_file():
         raise GirlError(f"CV file '{cv}' does not exist")
-    raise NotBuiltError("recommend", "issue #7")
+    try:
+        cv_text = cv.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise GirlError(f"CV file '{cv}' is not UTF-8 plain text") from None
+    if not cv_text.strip():
+        raise GirlError(f"CV file '{cv}' is empty")
+    cfg = _profile(args)
+    rec = recommend(cfg, _run_dir(args, cfg), cv_text, top_k=args.top_k, arm=args.arm)
+    print(json.dumps(rec, indent=2, ensure_ascii=False) if args.json else format_recommendation(rec))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    handlers = {"doctor": cmd_doctor, "run": cmd_run, "data": cmd_data, "recommend": cmd_recommend}
+    handlers = {"doctor": cmd_doctor, "run": cmd_run, "data": cmd_data, "recommend": cmd_recommend,
+                "evaluate": cmd_evaluate}
     try:
         return handlers.get(args.command, cmd_stage)(args)
     except GirlError as exc:

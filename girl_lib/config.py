@@ -138,10 +138,29 @@ class PPOConfig:
 
 @dataclass
 class EvalConfig:
-    max_test_seekers: int = 100
-    judge_pairs: int = 100
+    # cpu: greedy JDs of ~100 tokens (zero-shot often runs to max_new_tokens) at ~40-60 tokens/s
+    # on 2 quiet cores. 40 test seekers x 3 arms + 72 more JDs for the matching model = 192 JDs,
+    # ~20k tokens: about 6-8 minutes in all (measured only under load; see the README).
+    max_test_seekers: int = 40  # held-out test seekers every arm writes a JD for (-1: all of them)
+    arms: tuple[str, ...] = ()  # which arms to evaluate; empty: every arm found in the run dir
+    embedder: str = "minilm"  # minilm (all-MiniLM-L6-v2, offline wheel) | hashing (cheap, for smoke)
+    # Pairwise judge (level of detail, relevance, conciseness), each pair judged in both orders.
+    judge_pairs: int = 40  # seekers per compared pair of arms
+    judge_tie_margin: float = 0.05  # rubric judge: score differences below this are a tie
+    judge_concise_words: int = 90  # rubric judge: JDs up to this many words are fully concise
+    judge_url: str | None = None  # an OpenAI-compatible base URL (.../v1): use that LLM instead of the rubric
+    judge_model: str = "gpt-4o-mini"
+    judge_api_key_env: str = "GIRL_JUDGE_API_KEY"  # the API key is read from this environment variable
+    judge_timeout_s: float = 60.0
+    # Generation-enhanced person-job matching: the best arm writes a JD for these seekers too.
+    matching_train_seekers: int = 48  # train seekers whose applications train the matching model (-1: all)
+    matching_cold_seekers: int = 24  # cold-start seekers (unseen people, unseen jobs) tested on
     matching_seeds: int = 3
-    top_k: int = 10
+    matching_epochs: int = 150
+    matching_hidden: int = 64
+    matching_lr: float = 1e-2
+    matching_weight_decay: float = 1e-3
+    top_k: int = 10  # grounding: real postings retrieved per generated JD
 
 
 @dataclass
@@ -190,7 +209,8 @@ def _smoke() -> Profile:
         generation=GenerationConfig(max_new_tokens=24, batch_size=8),
         ppo=PPOConfig(iterations=2, rollout_batch_size=4, minibatch_size=2, micro_batch_size=1,
                       ppo_epochs=1, learning_rate=1e-4, save_every=1, group_size=2, lora=LoraConfig(r=4, alpha=8)),
-        eval=EvalConfig(max_test_seekers=8, judge_pairs=8, matching_seeds=2, top_k=5),
+        eval=EvalConfig(max_test_seekers=6, judge_pairs=6, embedder="hashing", matching_train_seekers=16,
+                        matching_cold_seekers=6, matching_seeds=2, matching_epochs=30, top_k=5),
         genrec=GenRecConfig(max_train_sequences=16, max_test_users=8, num_beams=4, max_steps=3),
     )
 
@@ -221,7 +241,8 @@ def _gpu() -> Profile:
         generation=GenerationConfig(max_new_tokens=160, batch_size=64),
         ppo=PPOConfig(iterations=100, rollout_batch_size=64, minibatch_size=16, micro_batch_size=16,
                       ppo_epochs=4, learning_rate=1e-4, save_every=10),
-        eval=EvalConfig(max_test_seekers=1000, judge_pairs=500, matching_seeds=5),
+        eval=EvalConfig(max_test_seekers=1000, judge_pairs=500, matching_train_seekers=4000,
+                        matching_cold_seekers=1000, matching_seeds=5),
         genrec=GenRecConfig(max_train_sequences=20000, max_test_users=1000, num_epochs=2),
     )
 

@@ -43,7 +43,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("reward", "reward", "girl_lib.reward:run_stage", "issue #5", needs=("data",)),
     Stage("ppo", "ppo", "girl_lib.ppo:run_stage", "issue #6", needs=("sft", "reward")),
     Stage("genrec", "genrec", None, "issue #8", needs=("data",)),
-    Stage("evaluate", "eval", None, "issue #7", needs=("data",)),
+    Stage("evaluate", "eval", "girl_lib.evaluation:run_stage", "issue #7", needs=("data",)),
 )
 STAGE_BY_NAME = {s.name: s for s in STAGES}
 

@@ -117,3 +117,60 @@ def kl_tradeoff(results: Sequence[Mapping], x: str = "kl", y: str = "score", ax=
     ax.set_ylabel("reward-model score" if y == "score" else y)
     ax.set_title(title)
     return ax
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation (chapter 05): eval/metrics.json sections
+# --------------------------------------------------------------------------------------------
+_ARM_LABELS = {"zero_shot": "zero-shot", "sft": "SFT", "ppo": "PPO", "grpo": "GRPO", "rloo": "RLOO"}
+
+
+def judge_bars(comparisons: Mapping[str, Mapping], dims=("detail", "relevance", "conciseness"), ax=None,
+               title: str = "pairwise judge: A vs B (both orders)"):
+    """Stacked horizontal bars win / tie / lose, one row per (comparison, dimension)."""
+    rows = [(f"{_ARM_LABELS.get(c['a'], c['a'])} vs {_ARM_LABELS.get(c['b'], c['b'])}: {d}", c[d])
+            for c in comparisons.values() for d in dims]
+    ax = _axes(ax, figsize=(7, 0.35 * max(3, len(rows)) + 1))
+    for y, (label, r) in enumerate(rows):
+        left = 0.0
+        for key, color in (("win", "C2"), ("tie", "0.75"), ("lose", "C3")):
+            ax.barh(y, r[key], left=left, color=color, label=key if y == 0 else None)
+            left += r[key]
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of test seekers")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def matching_bars(matching: Mapping, metric: str = "auc", ax=None,
+                  title: str = "person-job matching: without / with generated-JD features"):
+    """Mean ± std (over seeds) of AUC (or LogLoss) per model and split, without vs with generated JDs."""
+    import numpy as np
+
+    groups = [(m, s) for m in ("logistic", "two_tower") if m in matching for s in ("test", "cold")]
+    ax = _axes(ax, figsize=(7, 3.5))
+    x = np.arange(len(groups))
+    for i, (fs, color) in enumerate((("cv", "C0"), ("cv+generated", "C1"))):
+        means = [matching[m][fs][s][f"{metric}_mean"] or 0.0 for m, s in groups]
+        stds = [matching[m][fs][s][f"{metric}_std"] or 0.0 for m, s in groups]
+        bars = ax.bar(x + (i - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, color=color, label=fs)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(x, [f"{m}\n{s}" for m, s in groups], fontsize=8)
+    ax.set_ylabel(metric.upper() if metric == "auc" else "LogLoss")
+    if metric == "auc":
+        ax.axhline(0.5, color="0.5", lw=0.8, ls="--")
+        ax.set_ylim(0.4, 1.0)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def grounding_bars(grounding: Mapping, ax=None, title: str = "grounding: retrieve real postings"):
+    """HR@K and NDCG@K per query source (the CV alone, then each arm's generated JD)."""
+    k = grounding["k"]
+    reports = {("CV only" if q == "cv" else _ARM_LABELS.get(q, q)): {f"HR@{k}": r[f"hr@{k}"], f"NDCG@{k}": r[f"ndcg@{k}"]}
+               for q, r in grounding["by_query"].items()}
+    return compare_bars(reports, (f"HR@{k}", f"NDCG@{k}"), ax=ax, title=title)

@@ -1,7 +1,7 @@
 """``<run-dir>/report.md``: what ran, how long it took, and each stage's headline figures.
 
-This is the run's summary as the pipeline stands; the evaluation stage (issue #7) adds the
-comparison tables and plots.
+A table of the stages, then (when ``girl evaluate`` has run) the evaluation's tables and plots
+(:func:`girl_lib.evaluation.report_markdown`).
 """
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ def write_report(run_dir: Path, profile: str) -> Path:
             lines.append(f"| {stage.name} | not built yet ({stage.issue}) | | |")
         else:
             lines.append(f"| {stage.name} | not run | | |")
+    from .evaluation import report_markdown
+
+    lines += report_markdown(run_dir)
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
