@@ -783,19 +783,6 @@ def exact_kl_along(model: PolicyWithValueHead, batch: dict, batch_size: int) -> 
     return out
 
 
-def _sft_texts_if_reusable(cfg: Profile, run_dir: Path, seeker_ids: list[str]) -> list[str] | None:
-    """The SFT stage's greedy JDs for these seekers, if it generated them with the same settings."""
-    sft_dir = Path(run_dir) / "sft"
-    try:
-        comp = json.loads((sft_dir / "oracle_val.json").read_text())
-        gen_then = json.loads((sft_dir / "profile.json").read_text())["generation"]
-    except (OSError, ValueError, KeyError):
-        return None
-    if comp.get("seeker_ids") != seeker_ids or gen_then != asdict(cfg.generation):
-        return None
-    return comp["sft"]["texts"]
-
-
 def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, rm_tok, oracle=None) -> dict:
     """Greedy JDs of the PPO policy and of the SFT model for held-out (val) seekers.
 
@@ -807,7 +794,7 @@ def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, r
     from .generate import chat_prompt_ids, generate_from_config
     from .oracle_eval import oracle_report
     from .reward import score
-    from .sft import val_seekers
+    from .sft import reusable_val_generations, val_seekers
     from .world import SYSTEM_PROMPT, make_prompt
 
     p = cfg.ppo
@@ -816,7 +803,8 @@ def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, r
     prompts = [make_prompt(s["cv_text"]) for s in seekers]
     t0 = time.time()
     ppo_out = generate_from_config(model.policy, tok, prompts, cfg.generation, system_prompt=SYSTEM_PROMPT)
-    sft_texts = _sft_texts_if_reusable(cfg, run_dir, [s["id"] for s in seekers])
+    reused = reusable_val_generations(cfg, run_dir, [s["id"] for s in seekers])
+    sft_texts = reused["texts"] if reused else None
     sft_source = "sft/oracle_val.json"
     if sft_texts is None:
         with model.policy.disable_adapter():

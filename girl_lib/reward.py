@@ -377,9 +377,9 @@ def evaluate_generated(cfg: Profile, run_dir: Path, model, tokenizer, n: int, bf
 
     Skipped, with a note, when ``<run-dir>/sft`` is not complete.
     """
-    from .generate import generate
+    from .generate import generate_from_config
     from .rundir import is_complete
-    from .sft import load_sft_model
+    from .sft import load_sft_model, reusable_val_generations
     from .world import SYSTEM_PROMPT, Oracle, load_jsonl, make_prompt
 
     if not is_complete(Path(run_dir) / "sft"):
@@ -388,23 +388,30 @@ def evaluate_generated(cfg: Profile, run_dir: Path, model, tokenizer, n: int, bf
     seekers = [s for s in load_jsonl(Path(run_dir) / "data" / "seekers.jsonl", "seekers") if s["split"] == "val"][:n]
     if not seekers:
         return {"n_generated": 0, "auc_generated": None, "generated_note": "skipped: no val seekers"}, []
-    gen_model, gen_tok = load_sft_model(cfg, run_dir)
-    g = cfg.generation
-    out = generate(gen_model, gen_tok, [make_prompt(s["cv_text"]) for s in seekers], system_prompt=SYSTEM_PROMPT,
-                   max_new_tokens=g.max_new_tokens, batch_size=g.batch_size, do_sample=False)
-    del gen_model
+    # The SFT stage already wrote greedy JDs for the first val seekers: reuse them when they match.
+    reused = reusable_val_generations(cfg, run_dir, [x["id"] for x in seekers])
+    t0 = time.time()
+    if reused is not None:
+        texts, finished = reused["texts"], reused["finished"]
+    else:
+        gen_model, gen_tok = load_sft_model(cfg, run_dir)
+        out = generate_from_config(gen_model, gen_tok, [make_prompt(x["cv_text"]) for x in seekers], cfg.generation,
+                                   system_prompt=SYSTEM_PROMPT)
+        texts, finished = out.texts, out.finished
+        del gen_model
     oracle = oracle or Oracle()
-    s = score(model, tokenizer, [x["cv_text"] for x in seekers], out.texts, batch_size=cfg.reward.batch_size * 2,
+    generation_seconds = time.time() - t0
+    s = score(model, tokenizer, [x["cv_text"] for x in seekers], texts, batch_size=cfg.reward.batch_size * 2,
               bf16=bf16).tolist()
-    sc = [oracle.score(x, t) for x, t in zip(seekers, out.texts)]
+    sc = [oracle.score(x, t) for x, t in zip(seekers, texts)]
     label = [int(o.p_accept > 0.5) for o in sc]
     rows = [{"seeker_id": x["id"], "score": si, "p_accept": o.p_accept, "oracle_accept": bool(li),
              "parse_ok": o.parse_ok, "finished": f, "text": t}
-            for x, si, o, li, f, t in zip(seekers, s, sc, label, out.finished, out.texts)]
+            for x, si, o, li, f, t in zip(seekers, s, sc, label, finished, texts)]
     auc = _auc(label, s)
     m = {"n_generated": len(seekers), "auc_generated": auc, "generated_positive_rate": sum(label) / len(label),
          "generated_parse_rate": sum(o.parse_ok for o in sc) / len(sc),
-         "generation_seconds": round(out.seconds, 1)}
+         "generation_seconds": round(generation_seconds, 1), "reused_sft_generations": reused is not None}
     m["generated_note"] = ("greedy SFT JDs for val seekers, labelled by the oracle" if auc is not None else
                            "AUC undefined: the oracle put every generated JD in the same class")
     return m, rows

@@ -248,6 +248,29 @@ def compare_with_zero_shot(cfg: Profile, run_dir: Path, n_seekers: int, model=No
     return result
 
 
+def reusable_val_generations(cfg: Profile, run_dir: Path, seeker_ids: list[str]) -> dict | None:
+    """The SFT stage's own greedy JDs for these val seekers, or ``None`` if it did not write them.
+
+    :func:`compare_with_zero_shot` saved greedy SFT generations for the first val seekers in
+    ``sft/oracle_val.json``. Later stages that need the SFT model's greedy JDs for the same (or
+    the first few of those) seekers, with the same generation settings, reuse them instead of
+    generating again: ``{"texts": [...], "finished": [...]}`` in ``seeker_ids`` order.
+    """
+    from dataclasses import asdict
+
+    sft_dir = Path(run_dir) / "sft"
+    try:
+        comp = json.loads((sft_dir / "oracle_val.json").read_text())
+        gen_then = json.loads((sft_dir / "profile.json").read_text())["generation"]
+        saved_ids, arm = comp["seeker_ids"], comp["sft"]
+    except (OSError, ValueError, KeyError):
+        return None
+    n = len(seeker_ids)
+    if saved_ids[:n] != list(seeker_ids) or gen_then != asdict(cfg.generation):
+        return None
+    return {"texts": arm["texts"][:n], "finished": arm["finished"][:n]}
+
+
 def label_view(tokenizer, input_ids, labels, width: int = 12) -> str:
     """The tail of the prompt and the start of the completion, with the training mask shown.
 

@@ -128,3 +128,19 @@ def test_truncation_that_cuts_eos_is_counted(trainer_and_batch, smoke_cfg, smoke
             expected += eos_at >= max_length
         assert expected >= 3  # the lengths chosen above really cut
         assert sft.count_lost_eos(t2.train_dataset, tok.eos_token_id, 4) == expected
+
+
+def test_later_stages_reuse_the_sft_stages_greedy_jds_only_when_they_match(smoke_cfg, tmp_path):
+    out = tmp_path / "sft"
+    out.mkdir()
+    (out / "profile.json").write_text(smoke_cfg.to_json())
+    arm = {"texts": ["jd a", "jd b", "jd c"], "finished": [True, False, True]}
+    (out / "oracle_val.json").write_text(json.dumps({"seeker_ids": ["s1", "s2", "s3"], "sft": arm}))
+
+    assert sft.reusable_val_generations(smoke_cfg, tmp_path, ["s1", "s2"]) == {"texts": ["jd a", "jd b"],
+                                                                                "finished": [True, False]}
+    assert sft.reusable_val_generations(smoke_cfg, tmp_path, ["s1", "s2", "s3", "s4"]) is None  # s4 never generated
+    assert sft.reusable_val_generations(smoke_cfg, tmp_path, ["s2", "s3"]) is None  # other seekers
+    longer = apply_overrides(smoke_cfg, {"generation.max_new_tokens": smoke_cfg.generation.max_new_tokens + 1})
+    assert sft.reusable_val_generations(longer, tmp_path, ["s1"]) is None  # other generation settings
+    assert sft.reusable_val_generations(smoke_cfg, tmp_path / "nowhere", ["s1"]) is None
