@@ -123,7 +123,8 @@ class PPOConfig:
     vf_coef: float = 0.1
     temperature: float = 0.7
     missing_eos_penalty: float = 1.0  # subtracted from the score of a response that never stopped
-    normalize_scores: bool = True  # score -> (score - mean) / std, the RM's statistics on real val JDs
+    reward_source: str = "rm"  # rm (GIRL: the stage-2 reward model) | oracle (ablation: the world's ground truth)
+    normalize_scores: bool = True  # score -> (score - mean) / std, the reward's statistics on real val JDs
     value_head_init: str = "zero"  # zero | reward (copy the reward model's score head)
     value_backbone_grad: bool = False  # let the value loss train the shared LoRA too (TRL's old shared trunk)
     save_every: int = 2

@@ -47,25 +47,22 @@ def _trl_classes(algo: str):
 def make_reward_fn(cfg: Profile, run_dir: Path, rm, rm_tok, eos_id: int, seekers_by_id: dict, oracle):
     """The reward function TRL calls: PPO's reward, completion by completion.
 
-    ``(score - mean) / std`` of the reward model (as in PPO), minus ``ppo.missing_eos_penalty``
+    :func:`girl_lib.ppo.make_scorer`'s standardised score (as in PPO), minus ``ppo.missing_eos_penalty``
     for a completion that never produced EOS. As a side effect it logs the oracle's verdict on
     the rollouts (``oracle/accept_rate`` ...) through TRL's ``log_metric``.
     """
     from .oracle_eval import oracle_report
-    from .ppo import reward_scoring_bf16, score_normalizer
-    from .reward import score
+    from .ppo import make_scorer
 
     p = cfg.ppo
-    mean, std = score_normalizer(run_dir) if p.normalize_scores else (0.0, 1.0)
-    bf16 = reward_scoring_bf16(cfg)
+    scorer = make_scorer(cfg, run_dir, rm, rm_tok, oracle)  # ppo.reward_source: the reward model or the oracle
 
     def reward_fn(prompts, completions, completion_ids, seeker_id, log_metric=None, **_):
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         seekers = [seekers_by_id[i] for i in seeker_id]
-        raw = score(rm, rm_tok, [s["cv_text"] for s in seekers], texts, batch_size=max(1, cfg.reward.batch_size * 2),
-                    max_length=cfg.reward.max_length, bf16=bf16)
+        raw, standardised = scorer(seekers, texts)
         finished = [eos_id in list(ids) for ids in completion_ids]
-        rewards = [(float(r) - mean) / std - (0.0 if f else p.missing_eos_penalty) for r, f in zip(raw, finished)]
+        rewards = [float(r) - (0.0 if f else p.missing_eos_penalty) for r, f in zip(standardised, finished)]
         if log_metric is not None:
             rep = oracle_report(seekers, texts, oracle)
             for k in ("p_accept", "accept_rate", "seeker_interest", "two_sided_rate", "parse_rate"):

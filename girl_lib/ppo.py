@@ -316,6 +316,67 @@ def score_normalizer(run_dir: Path) -> tuple[float, float]:
     return mean, max(std, 1e-6)
 
 
+REWARD_SOURCES = ("rm", "oracle")
+
+
+def oracle_normalizer(run_dir: Path, oracle) -> tuple[float, float]:
+    """``(mean, std)`` of the oracle's acceptance probability on the val applications' real JDs.
+
+    The same standardisation as :func:`score_normalizer`, for ``ppo.reward_source=oracle``.
+    """
+    from .world import load_jsonl
+
+    data_dir = Path(run_dir) / "data"
+    seekers = {s["id"]: s for s in load_jsonl(data_dir / "seekers.jsonl", "seekers") if s["split"] == "val"}
+    jobs = {j["id"]: j for j in load_jsonl(data_dir / "jobs.jsonl", "jobs")}
+    p = [oracle.score_job(seekers[a["seeker_id"]], jobs[a["job_id"]]).p_accept
+         for a in load_jsonl(data_dir / "applications.jsonl", "applications") if a["seeker_id"] in seekers]
+    if len(p) < 2:
+        raise GirlError(f"{data_dir / 'applications.jsonl'} has fewer than 2 val applications to standardise "
+                        "the oracle's reward; set --set ppo.normalize_scores=false")
+    t = torch.tensor(p)
+    return float(t.mean()), max(float(t.std()), 1e-6)
+
+
+def make_scorer(cfg: Profile, run_dir: Path, rm, rm_tok, oracle):
+    """``scorer(seekers, texts) -> (raw, standardised)``: what RL maximises, before the EOS penalty.
+
+    [detail] ``ppo.reward_source`` picks the judge of a rollout:
+
+    * ``rm`` (the GIRL recipe): the stage-2 reward model's score of (CV, generated JD);
+    * ``oracle`` (an ablation only a synthetic world allows): the recruiter oracle's acceptance
+      probability of the parsed JD — a *perfect* reward model. PPO against it shows what the
+      loop can do when the reward is right; PPO against ``rm`` shows what a learned reward model
+      lets it do. The gap between the two is the reward model's fault, not PPO's.
+
+    Both are standardised with their own statistics on real val JDs (``ppo.normalize_scores``).
+    PPO and TRL's GRPO/RLOO arms (:mod:`girl_lib.grpo`) call this one function.
+    """
+    from .reward import score
+
+    p = cfg.ppo
+    if p.reward_source not in REWARD_SOURCES:
+        raise GirlError(f"ppo.reward_source must be one of {', '.join(REWARD_SOURCES)}, got '{p.reward_source}'")
+    if p.reward_source == "oracle":
+        mean, std = oracle_normalizer(run_dir, oracle) if p.normalize_scores else (0.0, 1.0)
+
+        def raw_scores(seekers, texts):
+            return torch.tensor([oracle.score(s, t).p_accept for s, t in zip(seekers, texts)], dtype=torch.float32)
+    else:
+        mean, std = score_normalizer(run_dir) if p.normalize_scores else (0.0, 1.0)
+        bf16, bs = reward_scoring_bf16(cfg), max(1, cfg.reward.batch_size * 2)
+
+        def raw_scores(seekers, texts):
+            return score(rm, rm_tok, [s["cv_text"] for s in seekers], list(texts), batch_size=bs,
+                         max_length=cfg.reward.max_length, bf16=bf16)
+
+    def scorer(seekers, texts):
+        raw = raw_scores(seekers, texts)
+        return raw, (raw - mean) / std
+
+    return scorer
+
+
 def reward_scoring_bf16(cfg: Profile) -> bool:
     """Score under bf16 autocast exactly when the reward stage evaluated that way.
 
@@ -568,7 +629,7 @@ def train(cfg: Profile, run_dir: Path, log=print) -> dict:
     from .generate import chat_prompt_ids, generate
     from .oracle_eval import oracle_report
     from .pipeline import require_complete
-    from .reward import load_reward_model, score, score_head
+    from .reward import load_reward_model, score_head
     from .world import SYSTEM_PROMPT, Oracle, load_jsonl, make_prompt
 
     p = cfg.ppo
@@ -640,12 +701,10 @@ def train(cfg: Profile, run_dir: Path, log=print) -> dict:
     if not pool:
         raise GirlError(f"{data_dir / 'seekers.jsonl'} has no train seekers")
     oracle = Oracle(noise=cfg.data.recruiter_noise)
-    score_mean, score_std = score_normalizer(run_dir) if p.normalize_scores else (0.0, 1.0)
-    rm_bf16 = reward_scoring_bf16(cfg)
+    scorer = make_scorer(cfg, run_dir, rm, rm_tok, oracle)  # (5) below: the reward model, or the oracle
     ranks = [int(r) for r in accelerator.gather(torch.tensor([ctx.rank], device=accelerator.device)).cpu()]
     pids = [int(r) for r in accelerator.gather(torch.tensor([os.getpid()], device=accelerator.device)).cpu()]
     g = cfg.generation
-    rm_batch = max(1, cfg.reward.batch_size * 2)
     say(f"[girl] ppo: {ctx.world} process(es), ranks {ranks}; iterations {start_iteration + 1}..{p.iterations}, "
         f"{p.rollout_batch_size} rollouts per process per iteration")
 
@@ -678,10 +737,8 @@ def train(cfg: Profile, run_dir: Path, log=print) -> dict:
 
         # (5) the reward model's score of each decoded JD, minus the missing-EOS penalty
         t0 = time.time()
-        raw_scores = score(rm, rm_tok, [s["cv_text"] for s in seekers], gen.texts, batch_size=rm_batch,
-                           max_length=cfg.reward.max_length, bf16=rm_bf16)
-        scores = apply_missing_eos_penalty((raw_scores - score_mean) / score_std, batch["finished"],
-                                           p.missing_eos_penalty)
+        raw_scores, std_scores = scorer(seekers, gen.texts)
+        scores = apply_missing_eos_penalty(std_scores, batch["finished"], p.missing_eos_penalty)
         t_score = time.time() - t0
         t0 = time.time()
         orep = oracle_report(seekers, gen.texts, oracle)  # the ground truth, for monitoring only
@@ -863,7 +920,7 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
         time_split = {k: round(sum(r[f"time/{k}"] for r in rows) / len(rows), 2) for k in split_keys} if rows else {}
         sft_r, ppo_r = ev["sft"]["report"], ev["ppo"]["report"]
         metrics = {
-            "base_model": cfg.model.base_model,
+            "base_model": cfg.model.base_model, "reward_source": cfg.ppo.reward_source,
             "iterations": cfg.ppo.iterations, "episodes": res["episodes"],
             "num_processes": res["num_processes"], "ranks": res["ranks"], "pids": res["pids"],
             "resumed_from_iteration": res["resumed_from_iteration"],
@@ -883,6 +940,7 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
         (out / "profile.json").write_text(cfg.to_json())
         head = {
             "iterations": cfg.ppo.iterations, "num_processes": res["num_processes"],
+            "reward_source": cfg.ppo.reward_source,
             "sft_accept_rate": sft_r.get("accept_rate"), "ppo_accept_rate": ppo_r.get("accept_rate"),
             "accept_rate_gain": metrics["accept_rate_gain"],
             "sft_seeker_interest": sft_r.get("seeker_interest"), "ppo_seeker_interest": ppo_r.get("seeker_interest"),

@@ -352,3 +352,44 @@ def test_trl_arm_trains_and_is_evaluated_like_ppo(algo, stages_done, tmp_path):
         assert metrics["eval"][arm]["report"]["n"] == 4
     logs = json.loads((out / "log_history.json").read_text())
     assert any("oracle/accept_rate" in h for h in logs)  # the oracle watched the rollouts
+
+
+# --------------------------------------------------------------------------------------------
+# What RL maximises: the reward model, or (ablation) the oracle
+# --------------------------------------------------------------------------------------------
+def test_oracle_reward_source_scores_jds_as_the_oracle_does(smoke_cfg, smoke_run):
+    from girl_lib.world import Oracle, load_jsonl
+
+    data = smoke_run / "data"
+    seekers = {s["id"]: s for s in load_jsonl(data / "seekers.jsonl", "seekers")}
+    jobs = {j["id"]: j for j in load_jsonl(data / "jobs.jsonl", "jobs")}
+    apps = load_jsonl(data / "applications.jsonl", "applications")
+    oracle = Oracle(noise=smoke_cfg.data.recruiter_noise)
+    # One seeker with a job the oracle accepts them for and one it rejects them for.
+    by_seeker = {}
+    for a in apps:
+        p = oracle.score_job(seekers[a["seeker_id"]], jobs[a["job_id"]]).p_accept
+        by_seeker.setdefault(a["seeker_id"], []).append((p, jobs[a["job_id"]]["jd_text"]))
+    sid, ranked = next((k, sorted(v)) for k, v in by_seeker.items() if sorted(v)[0][0] < 0.5 < sorted(v)[-1][0])
+    (p_lo, jd_lo), (p_hi, jd_hi) = ranked[0], ranked[-1]
+
+    cfg = apply_overrides(smoke_cfg, {"ppo.reward_source": "oracle"})
+    scorer = ppo.make_scorer(cfg, smoke_run, None, None, oracle)  # no reward model needed
+    raw, standardised = scorer([seekers[sid]] * 3, [jd_hi, jd_lo, "not a job description"])
+    expected = [oracle.score(seekers[sid], t).p_accept for t in (jd_hi, jd_lo, "not a job description")]
+    torch.testing.assert_close(raw, torch.tensor(expected))
+    assert raw[0] > 0.5 > raw[1] and raw[2] <= raw[1]  # accepted > rejected >= unparseable
+    mean, std = ppo.oracle_normalizer(smoke_run, oracle)
+    assert 0.0 < mean < 1.0 and std > 0.0
+    torch.testing.assert_close(standardised, (raw - mean) / std)
+
+    raw_only, same = ppo.make_scorer(apply_overrides(cfg, {"ppo.normalize_scores": False}), smoke_run, None, None,
+                                     oracle)([seekers[sid]], [jd_hi])
+    assert torch.equal(raw_only, same)
+
+
+def test_unknown_reward_source_is_refused(smoke_cfg, smoke_run):
+    from girl_lib.errors import GirlError
+
+    with pytest.raises(GirlError, match="reward_source"):
+        ppo.make_scorer(apply_overrides(smoke_cfg, {"ppo.reward_source": "vibes"}), smoke_run, None, None, None)
