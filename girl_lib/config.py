@@ -57,28 +57,35 @@ class ModelConfig:
     tiny_heads: int = 4
 
 
+# LoRA target modules of a LLaMA-style block (SmolLM2, Llama, Qwen2 name them alike).
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+ALL_LINEAR = ATTENTION + ("gate_proj", "up_proj", "down_proj")
+
+
 @dataclass
 class LoraConfig:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    target_modules: tuple[str, ...] = ATTENTION
 
 
 @dataclass
 class SFTConfig:
-    # cpu: 384 examples x ~260 tokens at ~200 train tokens/s on 2 cores is ~8 min
+    # cpu: 384 examples x ~255 tokens (one epoch, 48 steps). Measured on 2 cores: LoRA on the
+    # attention only at lr 5e-4 left eval loss at 2.21 and 3 % of JDs parseable; LoRA on every
+    # linear layer at lr 1e-3 reaches eval loss 1.52 and 100 % parseable JDs in the same steps.
     max_train_examples: int = 384
     max_eval_examples: int = 64
     num_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides num_epochs
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 384
     gradient_checkpointing: bool = False  # TRL turns it on by default; for a 135M model it only costs time
     oracle_eval_seekers: int = 32  # held-out seekers whose zero-shot and SFT JDs the oracle scores
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    lora: LoraConfig = field(default_factory=lambda: LoraConfig(target_modules=ALL_LINEAR))
 
 
 @dataclass
