@@ -149,19 +149,22 @@ class GenRecConfig:
     # Data: the world's sequences.jsonl, or a MovieLens folder (movies.csv + ratings.csv) when set.
     movielens_dir: str | None = None
     min_sequence_length: int = 5  # MovieLens users with fewer ratings are left out
-    max_history: int = 10  # items shown in a prompt (and read by the baselines); the world's are <= 7
+    # Items shown in a prompt (and read by the baselines). Beam search processes each prompt
+    # num_beams times, so on a CPU short prompts matter (cpu: 5 items, ~110 prompt tokens).
+    max_history: int = 5
     exclude_history: bool = True  # never recommend an item already in the history (every method)
     # GenRec: LoRA SFT as in the paper (r=8, alpha=16, q/v projections), then beam search.
-    max_train_examples: int = 600  # sampled (seeded) from the leave-one-out train examples
-    max_test_users: int = 100  # every method is scored on the same first users
+    # cpu sizing, measured on a shared 2-core machine: see README (GenRec section).
+    max_train_examples: int = 256  # sampled (seeded) from the leave-one-out train examples
+    max_test_users: int = 50  # every method is scored on the same first users
     num_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides num_epochs
     learning_rate: float = 1e-3
     batch_size: int = 8
     max_length: int = 320
     num_beams: int = 10  # = the titles returned per user
-    beam_batch_size: int = 4  # prompts per generate call (x num_beams rows)
-    max_new_tokens: int = 40  # unconstrained decoding; constrained stops at the longest title
+    beam_batch_size: int = 5  # prompts per generate call (x num_beams rows)
+    max_new_tokens: int = 28  # unconstrained decoding (names are ~10-20 tokens); constrained stops at the longest title
     constrained: bool = True  # also decode constrained to catalogue titles (a second beam search)
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=8, alpha=16, target_modules=("q_proj", "v_proj")))
     # SASRec, the ID-based baseline (a stand-in for the paper's P5).
@@ -242,7 +245,7 @@ def _gpu() -> Profile:
                       ppo_epochs=4, learning_rate=1e-4, save_every=10),
         eval=EvalConfig(max_test_seekers=1000, judge_pairs=500, matching_seeds=5),
         genrec=GenRecConfig(max_train_examples=20000, max_test_users=1000, num_epochs=2, learning_rate=3e-4,
-                            batch_size=16, beam_batch_size=16),
+                            batch_size=16, beam_batch_size=16, max_history=10),
     )
 
 

@@ -135,11 +135,21 @@ def sample_train(examples: list[Example], n: int, seed: int) -> list[Example]:
     return random.Random(f"genrec-train:{seed}").sample(examples, n)
 
 
+def use_bf16(cfg: Profile) -> bool:
+    """bf16 on a GPU that supports it, and bf16 *autocast* on a CPU that computes bf16 in hardware
+    (as the reward stage does, :func:`girl_lib.reward.reward_precision`): about 2x faster there.
+    ``--set model.dtype=float32`` turns it off."""
+    from .reward import reward_precision
+
+    return bool(reward_precision(cfg)["bf16"])
+
+
 def make_trainer(cfg: Profile, model, tokenizer, train_ds, output_dir: Path):
     """A TRL ``SFTTrainer``: completion-only loss, the paper's LoRA, no checkpoints."""
     from trl import SFTConfig, SFTTrainer
 
-    from .sft import peft_lora_config, precision_flags
+    from .reward import reward_precision
+    from .sft import peft_lora_config
 
     g = cfg.genrec
     args = SFTConfig(
@@ -149,7 +159,7 @@ def make_trainer(cfg: Profile, model, tokenizer, train_ds, output_dir: Path):
         completion_only_loss=True, packing=False, gradient_checkpointing=False,
         logging_steps=1 if 0 < g.max_steps <= 20 else 5, eval_strategy="no", save_strategy="no",
         report_to="none", seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
-        **precision_flags(cfg.device),
+        **reward_precision(cfg),
     )
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                       peft_config=peft_lora_config(g.lora))
@@ -236,12 +246,16 @@ def dedupe_beams(texts: Sequence[str]) -> list[str]:
 
 def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10, max_new_tokens: int = 40,
                 batch_size: int = 4, trie: TitleTrie | None = None, system_prompt: str = SYSTEM_PROMPT,
-                progress: bool = False) -> list[list[str]]:
+                bf16: bool = False, progress: bool = False) -> list[list[str]]:
     """For each prompt, the ``num_beams`` beams of a beam search, best first, deduplicated.
 
     Prompts are chat-templated and left-padded as in :mod:`girl_lib.generate`. With ``trie`` the
     search is constrained to catalogue titles and ``max_new_tokens`` is the longest title, so
-    every beam ends with EOS on a complete title.
+    every beam ends with EOS on a complete title. ``bf16`` runs the model under bfloat16 autocast.
+
+    Cost: transformers copies each prompt ``num_beams`` times *before* the first forward pass, so
+    the prompt is processed ``num_beams`` times; on a CPU that prefill dominates, which is why the
+    prompts are kept short (``genrec.max_history``).
     """
     import torch
 
@@ -262,7 +276,7 @@ def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10
 
         batches = tqdm(batches, desc="beam search" + (" (constrained)" if trie else ""), unit="batch")
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for batch in batches:
             input_ids, mask = left_pad([ids[i] for i in batch], tokenizer.pad_token_id)
             extra = {"prefix_allowed_tokens_fn": trie.prefix_fn(input_ids.shape[1])} if trie is not None else {}
@@ -348,12 +362,14 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
     metrics["n_train_examples"] = len(train_examples)
     model, tokenizer, info = train(cfg, data, train_examples, out)
     metrics.update(info)
+    model = model.merge_and_unload()  # LoRA folded into the weights: decoding pays no adapter overhead
     by_name = {n: i for i, n in data.names.items()}
     prompts = [user_prompt(e, data, cfg.seed) for e in test]
 
     t0 = time.time()
+    bf16 = use_bf16(cfg)
     beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, max_new_tokens=g.max_new_tokens,
-                        batch_size=g.beam_batch_size, progress=True)
+                        batch_size=g.beam_batch_size, bf16=bf16, progress=True)
     metrics["decode_seconds"] = round(time.time() - t0, 1)
     n_beams = max(1, sum(len(b) for b in beams))
     exact = [_filter([by_name.get(t, f"<not in catalogue: {t}>") for t in b], e.history, g.exclude_history)
@@ -370,7 +386,7 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
         t0 = time.time()
         trie = TitleTrie(tokenizer, list(by_name))
         constrained_beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, batch_size=g.beam_batch_size,
-                                        trie=trie, progress=True)
+                                        trie=trie, bf16=bf16, progress=True)
         metrics["constrained_decode_seconds"] = round(time.time() - t0, 1)
         n_c = max(1, sum(len(b) for b in constrained_beams))
         score("genrec_constrained",
@@ -409,3 +425,29 @@ def results_table(metrics: dict) -> list[dict]:
     """One row per method present: ``{"method", "hr@5", "hr@10", "ndcg@5", "ndcg@10"}``."""
     return [{"method": m, **{key: round(metrics[m][key], 4) for key in ("hr@5", "hr@10", "ndcg@5", "ndcg@10")}}
             for m in METHODS if m in metrics]
+
+
+def hr_curves(predictions: Sequence[dict], max_k: int = 10) -> dict[str, list[float]]:
+    """``{method: [HR@1, ..., HR@max_k]}`` from ``predictions.jsonl`` rows (items compared by name)."""
+    from .seqrec import hr_curve
+
+    targets = [p["target"] for p in predictions]
+    return {m: hr_curve([p[m] for p in predictions], targets, max_k) for m in METHODS if predictions and m in predictions[0]}
+
+
+def plot_hr_curves(curves: dict[str, list[float]], ax=None, title: str = "HR@K"):
+    """HR@K against K, one line per method (GenRec variants solid, baselines dashed)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.8))
+    for method, ys in curves.items():
+        ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=method,
+                linestyle="-" if method.startswith("genrec") else "--")
+    ax.set_xlabel("K (length of the recommended list)")
+    ax.set_ylabel("HR@K")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
