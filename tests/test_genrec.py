@@ -280,3 +280,21 @@ def test_genrec_stage_writes_metrics_for_every_method(smoke_cfg, smoke_run):
 def test_genrec_needs_data(smoke_cfg, tmp_path):
     with pytest.raises(GirlError, match="girl data"):
         genrec.run_stage(apply_overrides(smoke_cfg, {}), tmp_path)
+
+
+def test_cli_genrec_without_data_exits_2(tmp_path, capsys):
+    from girl_lib.cli import main
+
+    assert main(["genrec", "--profile", "smoke", "--run-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "girl data" in err
+
+
+def test_cli_genrec_bad_movielens_file_exits_2(tmp_path, capsys):
+    from girl_lib.cli import main
+
+    _ml(tmp_path, ratings=RATINGS.replace("1,2,3.5,200", "1,2,3.5,noon"))
+    assert main(["genrec", "--profile", "smoke", "--run-dir", str(tmp_path / "run"),
+                 "--set", f"genrec.movielens_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "ratings.csv:4:" in err and "'timestamp'" in err
