@@ -173,14 +173,34 @@ class EvalConfig:
 
 @dataclass
 class GenRecConfig:
-    max_train_sequences: int = 600
-    max_test_users: int = 100
-    num_beams: int = 10
+    # Data: the world's sequences.jsonl, or a MovieLens folder (movies.csv + ratings.csv) when set.
+    movielens_dir: str | None = None
+    min_sequence_length: int = 5  # MovieLens users with fewer ratings are left out
+    # Items shown in a prompt (and read by the baselines). Beam search processes each prompt
+    # num_beams times, so on a CPU short prompts matter (cpu: 5 items, ~110 prompt tokens).
     max_history: int = 5
-    max_steps: int = -1
+    exclude_history: bool = True  # never recommend an item already in the history (every method)
+    # GenRec: LoRA SFT as in the paper (r=8, alpha=16, q/v projections), then beam search.
+    # cpu sizing, measured on a shared 2-core machine: see README (GenRec section).
+    max_train_examples: int = 256  # sampled (seeded) from the leave-one-out train examples
+    max_test_users: int = 50  # every method is scored on the same first users
     num_epochs: float = 1.0
-    learning_rate: float = 3e-4
+    max_steps: int = -1  # > 0 overrides num_epochs
+    learning_rate: float = 1e-3
+    batch_size: int = 8
+    max_length: int = 320
+    num_beams: int = 10  # = the titles returned per user
+    beam_batch_size: int = 5  # prompts per generate call (x num_beams rows)
+    max_new_tokens: int = 28  # unconstrained decoding (names are ~10-20 tokens); constrained stops at the longest title
+    constrained: bool = True  # also decode constrained to catalogue titles (a second beam search)
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=8, alpha=16, target_modules=("q_proj", "v_proj")))
+    # SASRec, the ID-based baseline (a stand-in for the paper's P5).
+    sasrec_dim: int = 64
+    sasrec_layers: int = 2
+    sasrec_heads: int = 2
+    sasrec_dropout: float = 0.2
+    sasrec_epochs: int = 40  # cpu: ~15 s on one thread
+    sasrec_learning_rate: float = 3e-3
 
 
 @dataclass
@@ -219,7 +239,9 @@ def _smoke() -> Profile:
                       ppo_epochs=1, learning_rate=1e-4, save_every=1, group_size=2, lora=LoraConfig(r=4, alpha=8)),
         eval=EvalConfig(max_test_seekers=6, judge_pairs=6, embedder="hashing", matching_train_seekers=16,
                         matching_cold_seekers=6, matching_seeds=2, matching_epochs=30, top_k=5),
-        genrec=GenRecConfig(max_train_sequences=16, max_test_users=8, num_beams=4, max_steps=3),
+        genrec=GenRecConfig(max_train_examples=16, max_test_users=6, max_steps=3, batch_size=4, max_new_tokens=12,
+                            num_beams=5, beam_batch_size=6,
+                            sasrec_epochs=5, lora=LoraConfig(r=4, alpha=8, target_modules=("q_proj", "v_proj"))),
     )
 
 
@@ -251,7 +273,8 @@ def _gpu() -> Profile:
                       ppo_epochs=4, learning_rate=1e-4, save_every=10),
         eval=EvalConfig(max_test_seekers=1000, judge_pairs=500, matching_train_seekers=4000,
                         matching_cold_seekers=1000, matching_seeds=5),
-        genrec=GenRecConfig(max_train_sequences=20000, max_test_users=1000, num_epochs=2),
+        genrec=GenRecConfig(max_train_examples=20000, max_test_users=1000, num_epochs=2, learning_rate=3e-4,
+                            batch_size=16, beam_batch_size=16, max_history=10),
     )
 
 

@@ -42,7 +42,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("sft", "sft", "girl_lib.sft:run_stage", "issue #4", needs=("data",)),
     Stage("reward", "reward", "girl_lib.reward:run_stage", "issue #5", needs=("data",)),
     Stage("ppo", "ppo", "girl_lib.ppo:run_stage", "issue #6", needs=("sft", "reward")),
-    Stage("genrec", "genrec", None, "issue #8", needs=("data",)),
+    Stage("genrec", "genrec", "girl_lib.genrec:run_stage", "issue #8", needs=("data",)),
     Stage("evaluate", "eval", "girl_lib.evaluation:run_stage", "issue #7", needs=("data",)),
 )
 STAGE_BY_NAME = {s.name: s for s in STAGES}

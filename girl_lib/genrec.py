@@ -1,0 +1,452 @@
+"""GenRec — generative next-item recommendation (Ji et al., arXiv 2307.00457), on job applications.
+
+A classic recommender *scores* every item of the catalogue and returns the top K. GenRec
+instead *writes* the next item: the prompt holds an instruction and the user's history as item
+titles, and a LoRA-tuned LLM answers with the title of the next item. Here the items are job
+postings and the history is a seeker's applications; the same code runs on MovieLens
+(:func:`girl_lib.seqrec.load_movielens`), the paper's data.
+
+**Prompt** (:func:`make_prompt`). One of several paraphrased instructions (drawn per example with
+a seeded RNG, so the model learns the task rather than one wording), then the history, oldest
+first, one numbered title a line. The answer (the assistant turn) is the next item's title and
+nothing else, closed by ``<|im_end|>``::
+
+    <system> You are a recommender system. Answer with one title from the catalogue.
+    <user>   Here is a job seeker's application history, oldest first. Predict the next ...
+             1. Junior Cloud Engineer at Maes CommV
+             2. Cloud Engineer at Stichting Brouwer
+    <assistant> Senior Cloud Engineer at Reynaud S.A.S.<|im_end|>
+
+Items are named ``"<title> at <company>"``: in the world, job titles alone repeat (see
+:mod:`girl_lib.seqrec`), and a title must identify one posting for "exact title match" to mean
+"the right posting".
+
+**Training** (:func:`train`). TRL's ``SFTTrainer`` on those prompt/completion rows, loss on the
+answer tokens only, LoRA as in the paper: ``r=8, alpha=16`` on the attention's ``q_proj`` and
+``v_proj``. Examples come from the leave-one-out train part only.
+
+**Decoding** (:func:`beam_search`). Beam search with ``num_beams=10`` returning all 10 beams
+(``num_return_sequences=10``) gives a ranked list of 10 titles per user: the beam with the
+highest length-normalised log-probability first. Repeated titles are dropped (two token
+sequences can decode to the same text). Three ways to turn titles into items, reported apart:
+
+* ``genrec_exact`` — the paper's protocol: a beam counts only if its text *is* a catalogue title.
+  Titles the model made up (a real title with the wrong company, a new job) are misses.
+* ``genrec_nearest`` — each beam mapped to the closest catalogue title (character n-gram TF-IDF
+  cosine), then repeats dropped. Free: the same beams, mapped.
+* ``genrec_constrained`` — the kit's improvement: beam search constrained to a **prefix trie**
+  of the catalogue's titles (:class:`TitleTrie`). At each step only tokens that continue some
+  catalogue title are allowed (transformers' ``prefix_allowed_tokens_fn``), so every beam is a
+  real item. A second beam search.
+
+**Baselines** on the same split (:mod:`girl_lib.seqrec`): popularity, first-order transitions
+(Markov), and SASRec, a small ID-based causal transformer standing in for the paper's P5.
+
+**Outputs** in ``<run-dir>/genrec/``: ``adapter/`` (LoRA + tokenizer), ``predictions.jsonl`` (per
+test user: history, target, every method's top 10), ``log_history.json`` and ``metrics.json``::
+
+    {"popularity":         {"hr@5", "hr@10", "ndcg@5", "ndcg@10", "seconds"},
+     "markov":             {... same keys ...},
+     "sasrec":             {... same keys ...},
+     "genrec_exact":       {... same keys ..., "valid_rate"},   # share of beams that are catalogue titles
+     "genrec_nearest":     {... same keys ...},
+     "genrec_constrained": {... same keys ..., "valid_rate"},   # absent with genrec.constrained=false
+     "n_test_users", "n_users", "n_items", "n_train_examples", "domain", "base_model",
+     "train_seconds", "train_loss", "decode_seconds", "constrained_decode_seconds", "seconds"}
+
+Every metric is a mean over the same ``n_test_users`` users; ``seconds`` is a method's wall time
+(fitting + ranking; for GenRec, decoding only: training is ``train_seconds``).
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .config import Profile
+from .errors import GirlError
+from .rundir import atomic_write_json
+from .seqrec import (Example, Markov, Popularity, SASRecRecommender, SequenceData, leave_one_out,
+                     load_movielens_data, load_world_sequences, rank_metrics)
+
+SYSTEM_PROMPT = "You are a recommender system. Answer with one title from the catalogue."
+
+# Paraphrased instructions, one drawn per example (GenRec's prompts vary the wording the same way).
+INSTRUCTIONS = {
+    "jobs": (
+        "Given the jobs this person applied to, in order, which job will they apply to next?",
+        "Here is a job seeker's application history, oldest first. Predict the next job posting they will apply to.",
+        "A candidate applied to the following jobs in this order. What is the most likely next job they apply to?",
+        "Based on the sequence of job postings below, recommend the job this seeker is most likely to apply to next.",
+        "These are the postings a job seeker applied to, from first to last. Name the posting they will apply to next.",
+    ),
+    "movies": (
+        "Given the movies this user watched, in order, which movie will they watch next?",
+        "Here is a user's viewing history, oldest first. Predict the next movie they will watch.",
+        "A user watched the following movies in this order. What is the most likely next movie they watch?",
+        "Based on the sequence of movies below, recommend the movie this user is most likely to watch next.",
+        "These are the movies a user rated, from first to last. Name the movie they will watch next.",
+    ),
+}
+ADAPTER = "adapter"
+
+
+# --------------------------------------------------------------------------------------------
+# The prompt
+# --------------------------------------------------------------------------------------------
+def instruction_for(example: Example, domain: str, seed: int = 0, stage: str = "train") -> str:
+    """One of ``INSTRUCTIONS[domain]``, drawn by a RNG seeded with (seed, stage, user, history length):
+    the same example always gets the same wording, different examples different ones."""
+    if domain not in INSTRUCTIONS:
+        raise GirlError(f"unknown GenRec domain '{domain}'; choose one of {', '.join(INSTRUCTIONS)}")
+    rng = random.Random(f"genrec:{seed}:{stage}:{example.user}:{len(example.history)}")
+    return rng.choice(INSTRUCTIONS[domain])
+
+
+def make_prompt(history_titles: Sequence[str], instruction: str) -> str:
+    """The user message: the instruction, then the history, oldest first, one numbered title a line."""
+    if not history_titles:
+        raise GirlError("a GenRec prompt needs at least one item in the history")
+    lines = "\n".join(f"{k}. {t}" for k, t in enumerate(history_titles, start=1))
+    return f"{instruction}\n{lines}"
+
+
+def chat_row(example: Example, data: SequenceData, seed: int = 0, stage: str = "train") -> dict:
+    """TRL's conversational prompt/completion row for one example (the completion is the target's name)."""
+    prompt = make_prompt([data.names[i] for i in example.history], instruction_for(example, data.domain, seed, stage))
+    return {"prompt": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
+            "completion": [{"role": "assistant", "content": data.names[example.target]}]}
+
+
+def user_prompt(example: Example, data: SequenceData, seed: int = 0, stage: str = "test") -> str:
+    return chat_row(example, data, seed, stage)["prompt"][1]["content"]
+
+
+# --------------------------------------------------------------------------------------------
+# Training: LoRA SFT with TRL
+# --------------------------------------------------------------------------------------------
+def sample_train(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """At most ``n`` training examples (``n`` <= 0: all), a seeded sample in a fixed order."""
+    if n <= 0 or n >= len(examples):
+        return list(examples)
+    return random.Random(f"genrec-train:{seed}").sample(examples, n)
+
+
+def use_bf16(cfg: Profile) -> bool:
+    """bf16 on a GPU that supports it, and bf16 *autocast* on a CPU that computes bf16 in hardware
+    (the kit's one precision rule, :func:`girl_lib.models.train_precision`): about 2x faster
+    there. ``--set model.dtype=float32`` turns it off."""
+    from .sft import precision_flags
+
+    return bool(precision_flags(cfg)["bf16"])
+
+
+def make_trainer(cfg: Profile, model, tokenizer, train_ds, output_dir: Path):
+    """A TRL ``SFTTrainer``: completion-only loss, the paper's LoRA, no checkpoints."""
+    from trl import SFTConfig, SFTTrainer
+
+    from .sft import peft_lora_config, precision_flags
+
+    g = cfg.genrec
+    args = SFTConfig(
+        output_dir=str(output_dir), num_train_epochs=g.num_epochs, max_steps=g.max_steps,
+        learning_rate=g.learning_rate, per_device_train_batch_size=g.batch_size,
+        lr_scheduler_type="cosine", warmup_steps=0.05, max_length=g.max_length,
+        completion_only_loss=True, packing=False, gradient_checkpointing=False,
+        logging_steps=1 if 0 < g.max_steps <= 20 else 5, eval_strategy="no", save_strategy="no",
+        report_to="none", seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
+        **precision_flags(cfg),
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
+                      peft_config=peft_lora_config(g.lora))
+
+
+def train(cfg: Profile, data: SequenceData, examples: list[Example], out: Path):
+    """LoRA-tune the base model on ``examples``; returns ``(model, tokenizer, info)`` and saves the adapter."""
+    from datasets import Dataset
+
+    from .models import load_causal_lm
+    from .seeding import set_seed
+
+    if not examples:
+        raise GirlError("GenRec has no training examples: every user needs at least 4 items")
+    rows = [chat_row(e, data, cfg.seed) for e in examples]
+    model, tokenizer = load_causal_lm(cfg.model, device=cfg.device, seed=cfg.seed)
+    set_seed(cfg.seed)
+    trainer = make_trainer(cfg, model, tokenizer, Dataset.from_list(rows), out / "trainer")
+    lost = sum(tokenizer.eos_token_id not in labels for labels in trainer.train_dataset["labels"])
+    lost += len(rows) - len(trainer.train_dataset)
+    if lost:
+        raise GirlError(f"{lost} GenRec training examples are longer than genrec.max_length={cfg.genrec.max_length}; "
+                        "raise it (--set genrec.max_length=...) or lower genrec.max_history")
+    t0 = time.time()
+    result = trainer.train()
+    seconds = time.time() - t0
+    model = trainer.model
+    model.eval()
+    adapter = out / ADAPTER
+    if adapter.exists():
+        shutil.rmtree(adapter)
+    model.save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    atomic_write_json(out / "log_history.json", trainer.state.log_history)
+    return model, tokenizer, {"train_seconds": round(seconds, 1), "global_steps": result.global_step,
+                              "first_loss": losses[0] if losses else None,
+                              "train_loss": losses[-1] if losses else None}
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding: beam search, free or constrained to the catalogue
+# --------------------------------------------------------------------------------------------
+class TitleTrie:
+    """A token-level prefix tree of catalogue titles, for constrained beam search.
+
+    Each title is stored as the tokens the model writes for it after the assistant header:
+    ``tokenizer.encode(title) + [EOS]`` (the chat template puts a newline before the answer, so the
+    title is tokenized on its own; ``tests/test_genrec.py`` checks this against the template).
+    :meth:`allowed` returns the tokens that continue some title after the tokens generated so
+    far; a beam can therefore only ever spell a whole catalogue title and then stop.
+    """
+
+    def __init__(self, tokenizer, titles: Sequence[str]):
+        self.eos = tokenizer.eos_token_id
+        self.root: dict = {}
+        self.max_len = 0
+        for title in titles:
+            ids = tokenizer.encode(title, add_special_tokens=False) + [self.eos]
+            node = self.root
+            for t in ids:
+                node = node.setdefault(t, {})
+            self.max_len = max(self.max_len, len(ids))
+
+    def allowed(self, generated: Sequence[int]) -> list[int]:
+        """Tokens allowed after ``generated``; ``[EOS]`` off the trie (never reached by a constrained beam)."""
+        node = self.root
+        for t in generated:
+            node = node.get(int(t))
+            if node is None:
+                return [self.eos]
+        return list(node) or [self.eos]
+
+    def prefix_fn(self, prompt_width: int):
+        """The ``prefix_allowed_tokens_fn`` for a batch whose (left-padded) prompts are ``prompt_width`` long."""
+        return lambda batch_id, input_ids: self.allowed(input_ids[prompt_width:].tolist())
+
+
+def dedupe_beams(texts: Sequence[str]) -> list[str]:
+    """Beams as a ranked list of titles: stripped, empty ones dropped, repeats dropped (first kept)."""
+    return list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+
+
+def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10, max_new_tokens: int = 40,
+                batch_size: int = 4, trie: TitleTrie | None = None, system_prompt: str = SYSTEM_PROMPT,
+                bf16: bool = False, progress: bool = False) -> list[list[str]]:
+    """For each prompt, the ``num_beams`` beams of a beam search, best first, deduplicated.
+
+    Prompts are chat-templated and left-padded as in :mod:`girl_lib.generate`. With ``trie`` the
+    search is constrained to catalogue titles and ``max_new_tokens`` is the longest title, so
+    every beam ends with EOS on a complete title. ``bf16`` runs the model under bfloat16 autocast.
+
+    Cost: transformers copies each prompt ``num_beams`` times *before* the first forward pass, so
+    the prompt is processed ``num_beams`` times; on a CPU that prefill dominates, which is why the
+    prompts are kept short (``genrec.max_history``).
+    """
+    import torch
+
+    from .generate import chat_prompt_ids, left_pad
+
+    ids = chat_prompt_ids(tokenizer, prompts, system_prompt)
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if trie is not None:
+        max_new_tokens = trie.max_len
+    kw = dict(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False, early_stopping=True,
+              max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+              pad_token_id=tokenizer.pad_token_id, length_penalty=1.0, use_cache=True)
+    device = next(model.parameters()).device
+    out: list[list[str]] = [[] for _ in prompts]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="beam search" + (" (constrained)" if trie else ""), unit="batch")
+    model.eval()
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for batch in batches:
+            input_ids, mask = left_pad([ids[i] for i in batch], tokenizer.pad_token_id)
+            extra = {"prefix_allowed_tokens_fn": trie.prefix_fn(input_ids.shape[1])} if trie is not None else {}
+            gen = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kw, **extra)
+            texts = tokenizer.batch_decode(gen[:, input_ids.shape[1]:], skip_special_tokens=True)
+            for j, i in enumerate(batch):
+                out[i] = dedupe_beams(texts[j * num_beams:(j + 1) * num_beams])
+    return out
+
+
+class NearestTitle:
+    """Map any text to the closest catalogue title (cosine of character 2-4-gram TF-IDF vectors)."""
+
+    def __init__(self, titles: Sequence[str]):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.titles = list(titles)
+        self.exact = set(self.titles)
+        self.vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), lowercase=True)
+        self.matrix = self.vec.fit_transform(self.titles)
+
+    def map(self, texts: Sequence[str]) -> list[str]:
+        if not texts:
+            return []
+        sims = (self.vec.transform(texts) @ self.matrix.T).toarray()
+        return [t if t in self.exact else self.titles[int(row.argmax())] for t, row in zip(texts, sims)]
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+def load_data(cfg: Profile, run_dir: Path) -> SequenceData:
+    """The world's sequences, or MovieLens when ``genrec.movielens_dir`` is set."""
+    if cfg.genrec.movielens_dir:
+        return load_movielens_data(Path(cfg.genrec.movielens_dir).expanduser(), cfg.genrec.min_sequence_length)
+    from .pipeline import require_complete
+
+    return load_world_sequences(require_complete(run_dir, "data"))
+
+
+def _filter(ranked: list[str], history: Sequence[str], on: bool) -> list[str]:
+    return [i for i in ranked if i not in set(history)] if on else ranked
+
+
+def run_stage(cfg: Profile, run_dir: Path) -> dict:
+    """``girl genrec``: baselines, GenRec training, beam search, HR@K/NDCG@K into ``genrec/metrics.json``."""
+    from .seeding import set_seed
+
+    t_start = time.time()
+    g = cfg.genrec
+    out = Path(run_dir) / "genrec"
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_data(cfg, run_dir)
+    split = leave_one_out(data.sequences, g.max_history)
+    test = split.test[:g.max_test_users] if g.max_test_users > 0 else split.test
+    targets = [e.target for e in test]
+    k = max(10, g.num_beams)
+    metrics: dict = {"n_users": len(data.sequences), "n_items": len(data.names), "n_test_users": len(test),
+                     "domain": data.domain, "base_model": cfg.model.base_model}
+    ranked: dict[str, list[list[str]]] = {}
+
+    def score(name: str, lists: list[list[str]], seconds: float, **extra) -> None:
+        ranked[name] = lists
+        metrics[name] = {**rank_metrics(lists, targets), "seconds": round(seconds, 2), **extra}
+        print(f"[girl] genrec: {name:<19} HR@10 {metrics[name]['hr@10']:.3f}  NDCG@10 {metrics[name]['ndcg@10']:.3f}")
+
+    # --- baselines: fitted on s_1 .. s_{n-2}, read the whole test history ---
+    for name, cls in (("popularity", Popularity), ("markov", Markov)):
+        t0 = time.time()
+        model = cls(split.train_sequences)
+        score(name, [model.recommend(e.history, k, g.exclude_history) for e in test], time.time() - t0)
+    t0 = time.time()
+    sasrec = SASRecRecommender(split.train_sequences, dim=g.sasrec_dim, layers=g.sasrec_layers,
+                               heads=g.sasrec_heads, max_len=max(g.max_history, 2), dropout=g.sasrec_dropout,
+                               epochs=g.sasrec_epochs, learning_rate=g.sasrec_learning_rate, seed=cfg.seed,
+                               progress=True)
+    score("sasrec", sasrec.recommend_many([e.history for e in test], k, g.exclude_history), time.time() - t0,
+          final_loss=round(sasrec.losses[-1], 4) if sasrec.losses else None)
+
+    # --- GenRec ---
+    set_seed(cfg.seed)
+    train_examples = sample_train(split.train, g.max_train_examples, cfg.seed)
+    metrics["n_train_examples"] = len(train_examples)
+    model, tokenizer, info = train(cfg, data, train_examples, out)
+    metrics.update(info)
+    model = model.merge_and_unload()  # LoRA folded into the weights: decoding pays no adapter overhead
+    by_name = {n: i for i, n in data.names.items()}
+    prompts = [user_prompt(e, data, cfg.seed) for e in test]
+
+    t0 = time.time()
+    bf16 = use_bf16(cfg)
+    beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, max_new_tokens=g.max_new_tokens,
+                        batch_size=g.beam_batch_size, bf16=bf16, progress=True)
+    metrics["decode_seconds"] = round(time.time() - t0, 1)
+    n_beams = max(1, sum(len(b) for b in beams))
+    exact = [_filter([by_name.get(t, f"<not in catalogue: {t}>") for t in b], e.history, g.exclude_history)
+             for b, e in zip(beams, test)]
+    score("genrec_exact", exact, metrics["decode_seconds"],
+          valid_rate=round(sum(t in by_name for b in beams for t in b) / n_beams, 4))
+    nearest = NearestTitle(list(by_name))
+    mapped = [_filter(list(dict.fromkeys(by_name[t] for t in nearest.map(b))), e.history, g.exclude_history)
+              for b, e in zip(beams, test)]
+    score("genrec_nearest", mapped, metrics["decode_seconds"])
+
+    constrained_beams = None
+    if g.constrained:
+        t0 = time.time()
+        trie = TitleTrie(tokenizer, list(by_name))
+        constrained_beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, batch_size=g.beam_batch_size,
+                                        trie=trie, bf16=bf16, progress=True)
+        metrics["constrained_decode_seconds"] = round(time.time() - t0, 1)
+        n_c = max(1, sum(len(b) for b in constrained_beams))
+        score("genrec_constrained",
+              [_filter([by_name.get(t, f"<not in catalogue: {t}>") for t in b], e.history, g.exclude_history)
+               for b, e in zip(constrained_beams, test)],
+              metrics["constrained_decode_seconds"],
+              valid_rate=round(sum(t in by_name for b in constrained_beams for t in b) / n_c, 4))
+
+    with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
+        for j, e in enumerate(test):
+            row = {"user": e.user, "history": [data.names[i] for i in e.history], "target": data.names[e.target],
+                   "beams": beams[j], **({"constrained_beams": constrained_beams[j]} if constrained_beams else {})}
+            row.update({m: [data.names.get(i, i) for i in lists[j][:k]] for m, lists in ranked.items()})
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    metrics["seconds"] = round(time.time() - t_start, 1)
+    atomic_write_json(out / "metrics.json", metrics)
+    (out / "profile.json").write_text(cfg.to_json())
+    return {m: {"hr@10": round(v["hr@10"], 4), "ndcg@10": round(v["ndcg@10"], 4)}
+            for m, v in metrics.items() if isinstance(v, dict) and "hr@10" in v} | {"n_test_users": len(test)}
+
+
+def load_results(run_dir: Path) -> tuple[dict, list[dict]]:
+    """``(metrics, predictions)`` of a finished ``girl genrec`` run (what the notebook plots)."""
+    out = Path(run_dir) / "genrec"
+    if not (out / "metrics.json").is_file():
+        raise GirlError(f"no GenRec results in {out}; run 'girl genrec' first")
+    metrics = json.loads((out / "metrics.json").read_text())
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines() if line.strip()]
+    return metrics, preds
+
+
+METHODS = ("popularity", "markov", "sasrec", "genrec_exact", "genrec_nearest", "genrec_constrained")
+
+
+def results_table(metrics: dict) -> list[dict]:
+    """One row per method present: ``{"method", "hr@5", "hr@10", "ndcg@5", "ndcg@10"}``."""
+    return [{"method": m, **{key: round(metrics[m][key], 4) for key in ("hr@5", "hr@10", "ndcg@5", "ndcg@10")}}
+            for m in METHODS if m in metrics]
+
+
+def hr_curves(predictions: Sequence[dict], max_k: int = 10) -> dict[str, list[float]]:
+    """``{method: [HR@1, ..., HR@max_k]}`` from ``predictions.jsonl`` rows (items compared by name)."""
+    from .seqrec import hr_curve
+
+    targets = [p["target"] for p in predictions]
+    return {m: hr_curve([p[m] for p in predictions], targets, max_k) for m in METHODS if predictions and m in predictions[0]}
+
+
+def plot_hr_curves(curves: dict[str, list[float]], ax=None, title: str = "HR@K"):
+    """HR@K against K, one line per method (GenRec variants solid, baselines dashed)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.8))
+    for method, ys in curves.items():
+        ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=method,
+                linestyle="-" if method.startswith("genrec") else "--")
+    ax.set_xlabel("K (length of the recommended list)")
+    ax.set_ylabel("HR@K")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
