@@ -22,7 +22,9 @@ def main(spec_path: str, out_path: str) -> None:
     spec = json.loads(open(spec_path).read())
     s = spec["settings"]
     torch.manual_seed(s["seed"])
-    tok = AutoTokenizer.from_pretrained(spec["policy"])
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    tok = AutoTokenizer.from_pretrained(spec["policy"], padding_side="left")  # as in TRL's PPO examples
     policy = AutoModelForCausalLM.from_pretrained(spec["policy"], dtype=torch.float32)
     reward = AutoModelForSequenceClassification.from_pretrained(spec["reward"], num_labels=1, dtype=torch.float32)
     value = AutoModelForSequenceClassification.from_pretrained(spec["reward"], num_labels=1, dtype=torch.float32)

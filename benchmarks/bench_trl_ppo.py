@@ -58,6 +58,7 @@ def main(argv=None):
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--venv", type=Path, default=VENV)
+    p.add_argument("--threads", type=int, default=0, help="torch threads for BOTH sides (0: torch's default)")
     args = p.parse_args(argv)
     b = args.batch_size
     args.set = [f"ppo.iterations={args.iterations}", f"ppo.rollout_batch_size={b}", f"ppo.minibatch_size={b}",
@@ -101,7 +102,7 @@ def main(argv=None):
                 "missing_eos_penalty": pp.missing_eos_penalty, "seed": pp.seed, "lora_r": lora.r,
                 "lora_alpha": lora.alpha, "lora_targets": list(lora.target_modules)}
     spec = {"policy": str(work / "policy"), "reward": str(work / "reward"), "prompt_ids": prompt_ids,
-            "settings": settings, "output_dir": str(work / "trl-out")}
+            "settings": settings, "output_dir": str(work / "trl-out"), "threads": args.threads}
     (work / "spec.json").write_text(json.dumps(spec))
 
     # --- TRL 1.12, in its own environment ---
@@ -116,6 +117,10 @@ def main(argv=None):
     trl_res["process_seconds"] = round(time.time() - t0, 1)
 
     # --- the kit's PPO on the same run dir ---
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t0 = time.time()
     train(cfg, run_dir, log=lambda *a: print(*a, file=sys.stderr))
     kit_wall = time.time() - t0
@@ -138,7 +143,7 @@ def main(argv=None):
         t = trl_res["iterations"][i] if i < len(trl_res["iterations"]) else {}
         rows.append({"iteration": i + 1, "kit_score": k.get("scores"), "trl_score": t.get("scores_raw_minus_eos_penalty"),
                      "kit_kl": k.get("kl"), "trl_kl": t.get("kl"), "kit_s": k.get("iteration_s"), "trl_s": t.get("iteration_s")})
-    result = {"model": cfg.model.base_model, "settings": settings, "kit": kit_res, "trl": trl_res,
+    result = {"model": cfg.model.base_model, "settings": settings, "threads": args.threads, "kit": kit_res, "trl": trl_res,
               "kit_over_trl_episodes_per_s": round(kit_res["episodes_per_s"] / trl_res["episodes_per_s"], 2)
               if trl_res.get("episodes_per_s") else None}
     _common.emit("trl_ppo", args, result, rows, ["iteration", "kit_score", "trl_score", "kit_kl", "trl_kl", "kit_s", "trl_s"])

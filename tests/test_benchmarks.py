@@ -28,7 +28,7 @@ def run_bench(script: str, *args: str, tmp_path: Path) -> dict:
     lines = proc.stdout.strip().splitlines()
     result = json.loads(lines[-1])
     assert json.loads(out_file.read_text()) == result  # --json-out holds the same object
-    assert len(lines) >= 3 and "---" in lines[1]  # the table for people came first
+    assert any(set(x) == {"-", " "} for x in lines[:-1])  # the table for people came before the JSON
     assert result["profile"] == "smoke" and result["peak_rss_mb"] > 50
     assert result["machine"]["cores"] >= 1 and "load_avg_1m_start" in result["machine"]
     return result
@@ -73,7 +73,7 @@ def test_bench_pipeline(tmp_path):
     r = run_bench("bench_pipeline.py", *FAST, tmp_path=tmp_path)
     assert [x["stage"] for x in r["stages"]] == [s.name for s in STAGES if s.built]
     assert r["failed_stage"] is None and all(x["exit_code"] == 0 for x in r["stages"])
-    assert all(x["seconds"] > 0 and x["peak_rss_mb"] > 50 for x in r["stages"])
+    assert all(x["seconds"] > 0 and x["peak_rss_mb"] > 10 for x in r["stages"])
     assert r["max_stage_peak_rss_mb"] == max(x["peak_rss_mb"] for x in r["stages"])
 
 
