@@ -89,14 +89,18 @@ def main(argv=None):
                                          for (b, t), v in speed.items() if v.get("plain") and v.get("fast")}
     if args.check and fast_resolved != "None":
         b = min(16, max(sizes))
-        kw = dict(system_prompt=SYSTEM_PROMPT, max_new_tokens=min(new, 32), batch_size=b)
+        threads = int(args.threads.split(",")[0])
+        kw = dict(system_prompt=SYSTEM_PROMPT, max_new_tokens=min(new, 32), batch_size=b, num_threads=threads)
         plain_g = generate(model, tok, prompts[:b], **kw).response_ids
         fast_g = generate(model, tok, prompts[:b], fast_dtype=fast, **kw).response_ids
         sampled = generate(model, tok, prompts[:b], do_sample=True, temperature=g.temperature, seed=cfg.seed,
                            fast_dtype=fast, **kw).response_ids
-        lp32 = response_logprobs(model, tok, prompts[:b], sampled, g.temperature, SYSTEM_PROMPT)
-        lpfast = response_logprobs(model, tok, prompts[:b], sampled, g.temperature, SYSTEM_PROMPT,
-                                   resolve_fast_dtype(fast, cfg.device))
+        from girl_lib.generate import torch_threads
+
+        with torch_threads(threads):
+            lp32 = response_logprobs(model, tok, prompts[:b], sampled, g.temperature, SYSTEM_PROMPT)
+            lpfast = response_logprobs(model, tok, prompts[:b], sampled, g.temperature, SYSTEM_PROMPT,
+                                       resolve_fast_dtype(fast, cfg.device))
         gap = (lp32 - lpfast).abs()
         result["check"] = {"batch_size": b, "greedy_identical_share": sum(a == f for a, f in zip(plain_g, fast_g)) / b,
                            "logprob_gap_mean": round(float(gap.mean()), 5), "logprob_gap_max": round(float(gap.max()), 5),
