@@ -53,7 +53,8 @@ def trl_python(venv: Path = VENV) -> Path:
 
 def main(argv=None):
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--run-dir", type=Path, help="a run dir with complete data/sft/reward stages (default: build a small one)")
+    p.add_argument("--run-dir", type=Path,
+                   help="a run dir with complete data/sft/reward stages, copied, never written (default: build a small one)")
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
@@ -77,8 +78,13 @@ def main(argv=None):
 
     tmp = tempfile.TemporaryDirectory(prefix="girl-bench-trl-")
     work = Path(tmp.name)
-    run_dir = args.run_dir or work / "run"
-    if args.run_dir is None:
+    run_dir = work / "run"  # the kit's PPO writes here; a given --run-dir is only read (copied)
+    if args.run_dir is not None:
+        import shutil
+
+        for stage in ("data", "sft", "reward"):
+            shutil.copytree(args.run_dir / stage, run_dir / stage)
+    else:
         small = _common.load_profile(type(args)(profile=args.profile, set=args.set + [
             "sft.max_steps=2", "reward.max_steps=2", "sft.max_eval_examples=4", "sft.oracle_eval_seekers=1",
             "reward.max_eval_pairs=4", "data.n_seekers=200", "data.n_jobs=100"]))
@@ -131,10 +137,6 @@ def main(argv=None):
                "iterations": [{"iteration": r["iteration"], "episodes": r["episodes"], "scores": r["objective/scores"],
                                "kl": r["objective/kl"], "iteration_s": r["time/iteration_s"],
                                "generation_s": r["time/generation_s"]} for r in log]}
-    if args.run_dir is not None:
-        import shutil
-
-        shutil.rmtree(run_dir / "ppo", ignore_errors=True)  # a benchmark must not leave a half-run stage behind
     tmp.cleanup()
 
     rows = []
