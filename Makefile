@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= auto
 STAMP  := $(VENV)/.girl-installed
 
-.PHONY: install run test test-fast lab notebooks doctor clean-runs
+.PHONY: install run test test-fast lab notebooks doctor clean-runs bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ notebooks: install
 	mkdir -p runs/notebooks
 	for nb in notebooks/[0-9]*.ipynb; do \
 	  $(VENV)/bin/papermill "$$nb" "runs/notebooks/$$(basename $$nb)" -p PROFILE $(PROFILE) || exit 1; done
+
+# Speed and memory figures (benchmarks/): tables on stdout, JSON under runs/bench/. make bench PROFILE=cpu
+BENCHES ?= generate train ppo_iteration pipeline
+bench: install
+	mkdir -p runs/bench
+	for b in $(BENCHES); do \
+	  nice -n 5 $(PY) benchmarks/bench_$$b.py --profile $(PROFILE) --json-out runs/bench/$$b.json || exit 1; done
 
 doctor: install
 	$(VENV)/bin/girl doctor

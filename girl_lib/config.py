@@ -106,6 +106,10 @@ class GenerationConfig:
     max_new_tokens: int = 144
     batch_size: int = 16
     temperature: float = 0.7
+    # The fast path (girl_lib.generate): weights in bf16 while generating where the CPU/GPU computes
+    # bf16 natively (fp16 on a T4); "off" = the model as loaded, exactly on-policy for PPO.
+    fast_dtype: str = "auto"  # auto | off | bfloat16 | float16
+    num_threads: int = 0  # torch threads while generating; 0 = torch's setting (1 helps on a busy CPU)
 
 
 @dataclass
@@ -234,7 +238,7 @@ def _smoke() -> Profile:
                       max_length=384, oracle_eval_seekers=4, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8)),
         reward=RewardConfig(max_train_pairs=32, max_eval_pairs=16, max_steps=4, batch_size=4,
                             max_length=384, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8)),
-        generation=GenerationConfig(max_new_tokens=24, batch_size=8),
+        generation=GenerationConfig(max_new_tokens=24, batch_size=8, fast_dtype="off"),  # tiny model: nothing to gain
         ppo=PPOConfig(iterations=2, rollout_batch_size=4, minibatch_size=2, micro_batch_size=1,
                       ppo_epochs=1, learning_rate=1e-4, save_every=1, group_size=2, lora=LoraConfig(r=4, alpha=8)),
         eval=EvalConfig(max_test_seekers=6, judge_pairs=6, embedder="hashing", matching_train_seekers=16,

@@ -29,10 +29,43 @@ model) assumes the response was drawn from the policy's own distribution. ``top_
 temperature-scaled softmax — the same distribution whose log-probabilities PPO computes later.
 We pass them to ``model.generate`` explicitly: otherwise a model's ``generation_config`` (or
 transformers' global default ``top_k=50``) would silently truncate the distribution.
+
+**Where the time goes, and the fast path.** Profiled on a 2-core CPU (SmolLM2-135M, batch 16,
+~170-token prompts): the prompt pass (*prefill*) is one big batch of matrix products, compute
+bound; every later step (*decode*) pushes 16 tokens through all the weights, so it is bound by
+reading the weights from memory (540 MB in float32) — two thirds of a decode step is ``mm``,
+the rest is attention over the cache, growing the cache (``cat``) and the sampler's random
+numbers. Two settings help, both in :class:`~girl_lib.config.GenerationConfig`:
+
+* ``fast_dtype`` (``"auto"``): while generating, the weights are held in bfloat16 (float16 on GPUs
+  without bf16, such as Colab's T4) and put back bit for bit afterwards. Half the bytes to read
+  per decode step, and a CPU with native bf16 (AVX512-BF16/AMX) or a GPU multiplies bf16 about
+  twice as fast: prefill ~2x, decode ~1.3-1.5x on the CPU measured. ``auto`` picks it only where
+  the hardware computes bf16 natively (``girl_lib.reward.cpu_has_native_bf16``, CUDA);
+  ``"off"`` keeps the plain path.
+* ``num_threads`` (0 = leave torch's setting): a decode step is ~600 small operations, each a
+  parallel region whose threads wait for each other at the end. When other programs keep the
+  cores busy, a waiting thread is often descheduled and every region stalls: on the shared
+  2-core machine here a decode step took 2-7 s with 2 threads and 0.2-0.35 s with 1. On a quiet
+  laptop leave it at 0; on a busy one try 1 (benchmarks/bench_generate.py measures both).
+
+*What the fast path changes.* The bf16 policy is not bit-identical to the float32 one: its
+next-token distribution differs by about bf16's rounding (three significant digits of the
+logits). Greedy answers stay the same except where two tokens are nearly tied; sampled answers
+come from the bf16 model's distribution. PPO (``girl_lib.ppo``) recomputes the old log-probs of
+each sampled response with its own float32 forward pass, so its ratios, KL and advantages are
+exact for the float32 policy; only the *sampling* is slightly off-policy, by the per-token KL
+between the two (tests/test_generate.py bounds the log-prob gap; benchmarks/bench_generate.py
+reports it on the real model). Set ``generation.fast_dtype=off`` for exactly on-policy rollouts.
+
+Static caches with ``torch.compile`` were measured too and not adopted on CPU (see
+benchmarks/README.md): without compilation a static cache is slower (attention over the whole
+reserved length), and compiling takes longer than the generation it speeds up in one stage.
 """
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -123,6 +156,76 @@ def _model_device(model):
     return device
 
 
+FAST_DTYPES = ("auto", "off", "bfloat16", "float16")
+
+
+def resolve_fast_dtype(fast_dtype: str, device) -> "torch.dtype | None":
+    """The dtype to generate in (``None``: the model's own), from a config value and a device.
+
+    ``off`` keeps the model as it is (the plain path); ``bfloat16``/``float16`` force a dtype;
+
+    ``auto`` means bfloat16 where the hardware computes it natively (a CUDA GPU with bf16, a CPU
+    with AVX512-BF16 or AMX), float16 on older CUDA GPUs (T4), and the model's own dtype
+    elsewhere (a CPU without native bf16 emulates it, which is slower than float32).
+    """
+    import torch
+
+    if fast_dtype not in FAST_DTYPES:
+        raise GirlError(f"generation.fast_dtype must be one of {', '.join(FAST_DTYPES)}, got '{fast_dtype}'")
+    if fast_dtype == "off":
+        return None
+    if fast_dtype != "auto":
+        return getattr(torch, fast_dtype)
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        from .reward import cpu_has_native_bf16
+
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    return None
+
+
+@contextmanager
+def weights_in(model, dtype: "torch.dtype | None"):
+    """Hold ``model``'s floating-point parameters in ``dtype`` inside the block, then restore them.
+
+    The original tensors are kept aside and put back (not cast back), so the float32 weights —
+    and an optimizer that points at the same ``Parameter`` objects — come out bit for bit
+    unchanged. Buffers (e.g. the rotary frequencies) stay as they are. Costs one extra copy of
+    the weights in ``dtype`` while it lasts (270 MB for SmolLM2-135M in bf16).
+    """
+    import torch
+
+    saved = []
+    try:
+        if dtype is not None:
+            with torch.no_grad():
+                for p in model.parameters():
+                    if p.is_floating_point() and p.dtype != dtype:
+                        saved.append((p, p.data))
+                        p.data = p.data.to(dtype)
+        yield model
+    finally:
+        for p, data in saved:
+            p.data = data
+
+
+@contextmanager
+def torch_threads(n: int):
+    """``torch.set_num_threads(n)`` inside the block (``n <= 0``: leave it as it is)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n > 0:
+            torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------
@@ -140,6 +243,8 @@ def generate(
     top_p: float = 1.0,
     seed: int | None = None,
     progress: bool = False,
+    fast_dtype: str = "off",
+    num_threads: int = 0,
 ) -> GenerationOutput:
     """Answer every prompt with ``model`` (a plain causal LM or a PEFT-wrapped one), in batches.
 
@@ -159,6 +264,10 @@ def generate(
 
     The model runs in eval mode (dropout off) under ``torch.inference_mode()``; its previous
     train/eval mode is restored afterwards, so a PPO loop can call this between updates.
+
+    ``fast_dtype`` (``"off"`` = the model as it is, ``"auto"``, ``"bfloat16"``, ``"float16"``)
+    and ``num_threads`` select the fast path described in the module docstring; the weights are
+    restored exactly afterwards.
     """
     import torch
 
@@ -192,6 +301,7 @@ def generate(
             set_seed(seed)
 
     device = _model_device(model)
+    dtype = resolve_fast_dtype(fast_dtype, device)
     response_ids: list[list[int] | None] = [None] * len(prompts)
     finished: list[bool] = [False] * len(prompts)
     was_training = model.training
@@ -202,7 +312,7 @@ def generate(
             from tqdm.auto import tqdm
 
             iterator = tqdm(batches, desc="generate", unit="batch")
-        with torch.inference_mode():
+        with weights_in(model, dtype), torch_threads(num_threads), torch.inference_mode():
             for batch in iterator:
                 input_ids, attention_mask = left_pad([ids[i] for i in batch], pad_id)
                 out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
@@ -238,7 +348,8 @@ def generate_from_config(
     seed: int | None = None,
     progress: bool = False,
 ) -> GenerationOutput:
-    """:func:`generate` with ``max_new_tokens``, ``batch_size`` and ``temperature`` from a profile.
+    """:func:`generate` with ``max_new_tokens``, ``batch_size``, ``temperature``, ``fast_dtype``
+    and ``num_threads`` from a profile.
 
     Sampling here is pure temperature sampling (``top_k=0``, ``top_p=1.0``), as in PPO.
     """
@@ -253,4 +364,6 @@ def generate_from_config(
         top_p=1.0,
         seed=seed,
         progress=progress,
+        fast_dtype=gen_cfg.fast_dtype,
+        num_threads=gen_cfg.num_threads,
     )

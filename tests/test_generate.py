@@ -196,3 +196,129 @@ def test_empty_prompt_list(tiny_model):
     assert isinstance(out, GenerationOutput) and len(out) == 0
     assert out.texts == out.response_ids == out.num_tokens == out.finished == []
     assert out.tokens_per_second == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# The fast path (fast_dtype / num_threads): same distribution, weights restored exactly
+# --------------------------------------------------------------------------------------------
+def _response_logits(model, tok, prompts, response_ids):
+    """Logits (float32) that chose each response token: a list of ``[len(response), vocab]``."""
+    prompt_ids = chat_prompt_ids(tok, prompts)
+    ids, mask = left_pad([p + r for p, r in zip(prompt_ids, response_ids)], tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    width = ids.shape[1]
+    return [logits[i, width - 1 - len(r):width - 1] for i, r in enumerate(response_ids)]
+
+
+def _response_logprobs(model, tok, prompts, response_ids, temperature):
+    logits = _response_logits(model, tok, prompts, response_ids)
+    return [torch.log_softmax(lg / temperature, -1).gather(-1, torch.tensor(r)[:, None])[:, 0]
+            for lg, r in zip(logits, response_ids)]
+
+
+@pytest.fixture(scope="module")
+def calm(tiny_model):
+    """Like ``lively`` at half the weight scale: less chaotic logits, fewer near-ties between tokens."""
+    model, tok = tiny_model
+    model = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
+    return model.eval(), tok
+
+
+def test_fast_path_greedy_output_equals_the_plain_path(calm):
+    """Same greedy tokens as float32, up to the first step where rounding could flip the choice.
+
+    bf16 moves each logit by up to ``err`` (measured here along the float32 answer). Where the
+    float32 model's top-2 margin exceeds ``2 * err`` the argmax cannot change, so up to the first
+    step with a smaller margin the two paths must agree token for token; after a near-tie the
+    answers may part (random weights have many near-ties; a trained model far fewer).
+    """
+    from girl_lib.generate import weights_in
+
+    model, tok = calm
+    plain = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=2)
+    fast = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=2, fast_dtype="bfloat16", num_threads=1)
+    assert len({tuple(r) for r in plain.response_ids}) == len(PROMPTS)  # outputs depend on the prompt
+    fp32 = _response_logits(model, tok, PROMPTS, plain.response_ids)
+    with weights_in(model, torch.bfloat16):
+        bf16 = _response_logits(model, tok, PROMPTS, plain.response_ids)
+    compared = 0
+    for a, b, p, f in zip(fp32, bf16, plain.response_ids, fast.response_ids):
+        assert torch.equal(a.argmax(-1), torch.tensor(p))  # the forward pass agrees with generate
+        err = float((a - b).abs().max())
+        assert 0 < err < 0.2  # bf16 really ran, and rounds at the 1e-2 level
+        top2 = a.topk(2, -1).values
+        ties = ((top2[:, 0] - top2[:, 1]) < 2 * err).nonzero()
+        safe = int(ties[0]) if len(ties) else len(p)
+        assert f[:safe] == p[:safe]
+        compared += safe
+    assert compared >= 10  # enough decisive steps for the comparison to mean something
+
+
+def test_fast_path_samples_what_the_fp32_policy_scores_within_tolerance(calm):
+    """The bf16 sampler's log-probs of its own samples match the fp32 policy's (what PPO recomputes)."""
+    from girl_lib.generate import weights_in
+
+    model, tok = calm
+    out = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=5, do_sample=True, temperature=1.0, seed=0,
+                   fast_dtype="bfloat16")
+    fp32 = _response_logprobs(model, tok, PROMPTS, out.response_ids, 1.0)
+    with weights_in(model, torch.bfloat16):
+        bf16 = _response_logprobs(model, tok, PROMPTS, out.response_ids, 1.0)
+    gap = torch.cat([a - b for a, b in zip(fp32, bf16)]).abs()
+    spread = torch.cat(fp32).std()
+    assert spread > 0.5  # log-probs vary a lot between tokens...
+    print(f"log-prob gap bf16 vs fp32: mean {gap.mean():.4f}, max {gap.max():.4f} nats")
+    assert gap.max() < 0.1 and gap.mean() < 0.03  # ...the two precisions agree to a few hundredths of a nat
+
+
+def test_fast_path_restores_weights_bit_for_bit_and_threads(lively):
+    model, tok = lively
+    before = {n: (p, p.detach().clone()) for n, p in model.named_parameters()}
+    threads = torch.get_num_threads()
+    generate(model, tok, PROMPTS[:2], max_new_tokens=3, fast_dtype="bfloat16", num_threads=1)
+    for n, p in model.named_parameters():
+        original, copy_ = before[n]
+        assert p is original and p.dtype == torch.float32 and torch.equal(p, copy_)
+    assert torch.get_num_threads() == threads
+
+
+def test_resolve_fast_dtype(monkeypatch):
+    import girl_lib.reward
+    from girl_lib.errors import GirlError
+    from girl_lib.generate import resolve_fast_dtype
+
+    assert resolve_fast_dtype("off", "cpu") is None
+    assert resolve_fast_dtype("bfloat16", "cpu") is torch.bfloat16
+    assert resolve_fast_dtype("float16", "cpu") is torch.float16
+    monkeypatch.setattr(girl_lib.reward, "cpu_has_native_bf16", lambda: True)
+    assert resolve_fast_dtype("auto", "cpu") is torch.bfloat16
+    monkeypatch.setattr(girl_lib.reward, "cpu_has_native_bf16", lambda: False)
+    assert resolve_fast_dtype("auto", "cpu") is None  # emulated bf16 is slower than fp32
+    with pytest.raises(GirlError, match="generation.fast_dtype"):
+        resolve_fast_dtype("int8", "cpu")
+
+
+def test_generate_from_config_uses_the_fast_path_settings(tiny_model, smoke_cfg, monkeypatch):
+    from dataclasses import replace
+
+    model, tok = tiny_model
+    seen = []
+    real = model.generate
+
+    def spy(*args, **kwargs):
+        seen.append((next(model.parameters()).dtype, torch.get_num_threads()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    assert smoke_cfg.generation.fast_dtype == "off"
+    generate_from_config(model, tok, ["a"], smoke_cfg.generation)
+    fast = replace(smoke_cfg.generation, fast_dtype="bfloat16", num_threads=1)
+    generate_from_config(model, tok, ["a"], fast)
+    assert seen == [(torch.float32, torch.get_num_threads()), (torch.bfloat16, 1)]
+    assert next(model.parameters()).dtype == torch.float32

@@ -1,0 +1,113 @@
+"""Rollout generation speed: tokens/s at several batch sizes, plain path vs fast path.
+
+    python benchmarks/bench_generate.py --profile cpu                 # batch 1/4/16/32, plain vs fast
+    python benchmarks/bench_generate.py --profile cpu --batch-sizes 16 --threads 1,2 --max-new-tokens 64
+
+``plain`` is ``girl_lib.generate.generate`` with ``fast_dtype=off`` (the model as loaded);
+``fast`` uses the profile's ``generation.fast_dtype`` (``auto``: bf16 where native). Sampling as
+in PPO (temperature, top_k=0, top_p=1). ``--check`` (default on) also compares the two paths:
+the share of prompts with identical greedy answers and the mean/max gap between the fp32 and
+the fast path's log-probs of the fast path's own samples (what PPO recomputes in fp32).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import _common
+
+
+def response_logprobs(model, tok, prompts, responses, temperature, system_prompt, dtype=None):
+    """Per-token log-probs of ``responses`` after ``prompts``, concatenated over rows (fp32 maths)."""
+    import torch
+
+    from girl_lib.generate import chat_prompt_ids, left_pad, weights_in
+
+    rows = [p + r for p, r in zip(chat_prompt_ids(tok, prompts, system_prompt), responses)]
+    ids, mask = left_pad(rows, tok.pad_token_id)
+    device = next(model.parameters()).device
+    out = []
+    with weights_in(model, dtype), torch.inference_mode():
+        for i in range(0, len(rows), 8):
+            lg = model(input_ids=ids[i:i + 8].to(device), attention_mask=mask[i:i + 8].to(device)).logits.float()
+            lp = torch.log_softmax(lg[:, :-1] / temperature, -1).gather(-1, ids[i:i + 8, 1:, None].to(device))[..., 0]
+            w = ids.shape[1]
+            out += [lp[j, w - 1 - len(r):].cpu() for j, r in enumerate(responses[i:i + 8])]
+    return torch.cat(out)
+
+
+def main(argv=None):
+    p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument("--batch-sizes", help="comma list; default 1,4 (smoke) or 1,4,16,32")
+    p.add_argument("--modes", default="plain,fast")
+    p.add_argument("--threads", default="0", help="comma list of torch thread counts while generating; 0 = default")
+    p.add_argument("--max-new-tokens", type=int, help="default: the profile's generation.max_new_tokens")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True)
+    args = p.parse_args(argv)
+    cfg = _common.load_profile(args)
+
+    import torch
+
+    from girl_lib.generate import generate, resolve_fast_dtype
+    from girl_lib.models import load_causal_lm
+    from girl_lib.world import SYSTEM_PROMPT
+
+    g = cfg.generation
+    sizes = [int(x) for x in (args.batch_sizes or ("1,4" if cfg.name == "smoke" else "1,4,16,32")).split(",")]
+    new = args.max_new_tokens or g.max_new_tokens
+    t0 = time.perf_counter()
+    model, tok = load_causal_lm(cfg.model, device=cfg.device, seed=cfg.seed)
+    load_s = time.perf_counter() - t0
+    prompts = _common.sample_prompts(cfg, max(sizes))
+    fast = g.fast_dtype if g.fast_dtype != "off" else "auto"
+    mode_dtype = {"plain": "off", "fast": fast}
+    fast_resolved = str(resolve_fast_dtype(fast, cfg.device)).replace("torch.", "")
+    generate(model, tok, prompts[:1], max_new_tokens=2)  # warm-up: first-call overheads out of the figures
+
+    rows = []
+    for b in sizes:
+        for mode in args.modes.split(","):
+            for threads in [int(t) for t in args.threads.split(",")]:
+                t, c = time.perf_counter(), time.process_time()
+                out = generate(model, tok, prompts[:b], system_prompt=SYSTEM_PROMPT, max_new_tokens=new, batch_size=b,
+                               do_sample=True, temperature=g.temperature, seed=cfg.seed,
+                               fast_dtype=mode_dtype[mode], num_threads=threads)
+                wall, cpu = time.perf_counter() - t, time.process_time() - c
+                n = sum(out.num_tokens)
+                rows.append({"batch_size": b, "mode": mode, "threads": threads or torch.get_num_threads(),
+                             "dtype": "model" if mode == "plain" else fast_resolved, "new_tokens": n,
+                             "seconds": round(wall, 2), "tokens_per_s": round(n / wall, 1),
+                             "tokens_per_cpu_s": round(n / cpu, 1) if cpu > 0 else None})
+                print(rows[-1], flush=True)
+
+    result = {"model": cfg.model.base_model, "device": cfg.device, "max_new_tokens": new, "model_load_s": round(load_s, 2),
+              "fast_dtype": fast_resolved, "results": rows}
+    speed = {}
+    for r in rows:
+        speed.setdefault((r["batch_size"], r["threads"]), {})[r["mode"]] = r["tokens_per_s"]
+    result["speedup_fast_over_plain"] = {f"b{b}_t{t}": round(v["fast"] / v["plain"], 2)
+                                         for (b, t), v in speed.items() if v.get("plain") and v.get("fast")}
+    if args.check and fast_resolved != "None":
+        b = min(16, max(sizes))
+        threads = int(args.threads.split(",")[0])
+        kw = dict(system_prompt=SYSTEM_PROMPT, max_new_tokens=min(new, 32), batch_size=b, num_threads=threads)
+        plain_g = generate(model, tok, prompts[:b], **kw).response_ids
+        fast_g = generate(model, tok, prompts[:b], fast_dtype=fast, **kw).response_ids
+        sampled = generate(model, tok, prompts[:b], do_sample=True, temperature=g.temperature, seed=cfg.seed,
+                           fast_dtype=fast, **kw).response_ids
+        from girl_lib.generate import torch_threads
+
+        with torch_threads(threads):
+            lp32 = response_logprobs(model, tok, prompts[:b], sampled, g.temperature, SYSTEM_PROMPT)
+            lpfast = response_logprobs(model, tok, prompts[:b], sampled, g.temperature, SYSTEM_PROMPT,
+                                       resolve_fast_dtype(fast, cfg.device))
+        gap = (lp32 - lpfast).abs()
+        result["check"] = {"batch_size": b, "greedy_identical_share": sum(a == f for a, f in zip(plain_g, fast_g)) / b,
+                           "logprob_gap_mean": round(float(gap.mean()), 5), "logprob_gap_max": round(float(gap.max()), 5),
+                           "approx_kl_per_token": round(float((lpfast - lp32).mean()), 5), "tokens": int(gap.numel())}
+    _common.emit("generate", args, result, rows,
+                 ["batch_size", "mode", "threads", "dtype", "new_tokens", "seconds", "tokens_per_s", "tokens_per_cpu_s"])
+
+
+if __name__ == "__main__":
+    main()

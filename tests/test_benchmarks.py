@@ -1,0 +1,88 @@
+"""The benchmark scripts run under the smoke profile and report sane figures (never timed asserts).
+
+Each script runs in a subprocess, as a user would run it; its last stdout line is its JSON
+result. We check structure and consistency (counts add up, shares are shares, every stage
+exited 0), not speed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# One thread while generating: on a busy CI machine two threads per small op mostly wait.
+FAST = ["--set", "generation.num_threads=1"]
+
+
+def run_bench(script: str, *args: str, tmp_path: Path) -> dict:
+    out_file = tmp_path / f"{script}.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--profile", "smoke", *args,
+                           "--json-out", str(out_file)], capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert json.loads(out_file.read_text()) == result  # --json-out holds the same object
+    assert any(set(x) == {"-", " "} for x in lines[:-1])  # the table for people came before the JSON
+    assert result["profile"] == "smoke" and result["peak_rss_mb"] > 50
+    assert result["machine"]["cores"] >= 1 and "load_avg_1m_start" in result["machine"]
+    return result
+
+
+def test_bench_generate(tmp_path):
+    r = run_bench("bench_generate.py", "--batch-sizes", "1,3", "--max-new-tokens", "5", "--threads", "1",
+                  *FAST, tmp_path=tmp_path)
+    rows = r["results"]
+    assert [(x["batch_size"], x["mode"]) for x in rows] == [(1, "plain"), (1, "fast"), (3, "plain"), (3, "fast")]
+    for x in rows:
+        assert 1 <= x["new_tokens"] <= 5 * x["batch_size"] and x["threads"] == 1
+        assert x["tokens_per_s"] == pytest.approx(x["new_tokens"] / x["seconds"], rel=0.05)
+    assert rows[0]["dtype"] == "model"
+    assert set(r["speedup_fast_over_plain"]) == {"b1_t1", "b3_t1"}
+    if r["fast_dtype"] != "None":  # a CPU/GPU with native bf16: the quality check ran
+        c = r["check"]
+        assert 0.0 <= c["greedy_identical_share"] <= 1.0 and c["tokens"] > 0
+        assert 0.0 <= c["logprob_gap_mean"] <= c["logprob_gap_max"] < 0.1
+
+
+def test_bench_train(tmp_path):
+    r = run_bench("bench_train.py", "--steps", "1", tmp_path=tmp_path)
+    assert r["sft_steps"] == 1 and r["reward_steps"] == 1
+    assert r["sft_tokens_per_s"] > 0 and r["reward_pairs_per_s"] > 0
+    assert [x["stage"] for x in r["results"]] == ["sft", "reward"]
+
+
+def test_bench_ppo_iteration(tmp_path):
+    r = run_bench("bench_ppo_iteration.py", "--modes", "off,bfloat16", *FAST, tmp_path=tmp_path)
+    assert set(r["by_mode"]) == {"off", "bfloat16"}
+    for split in r["by_mode"].values():
+        parts = sum(split[k] for k in ("generation_s", "forward_s", "scoring_s", "oracle_s", "optimization_s"))
+        assert 0 < parts <= split["iteration_s"] + 0.05  # the parts fit inside the iteration
+        assert 0 < split["generation_share"] < 1
+        assert split["episodes_per_s"] == pytest.approx(r["rollout_batch_size"] / split["iteration_s"], rel=0.02)
+
+
+def test_bench_pipeline(tmp_path):
+    from girl_lib.pipeline import STAGES
+
+    r = run_bench("bench_pipeline.py", *FAST, tmp_path=tmp_path)
+    assert [x["stage"] for x in r["stages"]] == [s.name for s in STAGES if s.built]
+    assert r["failed_stage"] is None and all(x["exit_code"] == 0 for x in r["stages"])
+    assert all(x["seconds"] > 0 and x["peak_rss_mb"] > 10 for x in r["stages"])
+    assert r["max_stage_peak_rss_mb"] == max(x["peak_rss_mb"] for x in r["stages"])
+
+
+def test_bench_pipeline_stops_at_a_failing_stage(tmp_path):
+    """A stage that fails (here: SFT without its data stage) ends the run with exit 1 and says which."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_pipeline.py"), "--profile", "smoke",
+                           "--stages", "sft,reward"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["failed_stage"] == "sft" and [x["stage"] for x in r["stages"]] == ["sft"]
+    assert r["stages"][0]["exit_code"] == 2  # the CLI's "bad input" code: the data stage is missing
