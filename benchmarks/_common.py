@@ -40,7 +40,7 @@ def machine() -> dict:
     """What the figures were measured on."""
     import torch
 
-    from girl_lib.reward import cpu_has_native_bf16
+    from girl_lib.models import cpu_has_native_bf16
 
     cpu = platform.processor() or platform.machine()
     try:

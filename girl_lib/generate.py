@@ -41,7 +41,7 @@ numbers. Two settings help, both in :class:`~girl_lib.config.GenerationConfig`:
   without bf16, such as Colab's T4) and put back bit for bit afterwards. Half the bytes to read
   per decode step, and a CPU with native bf16 (AVX512-BF16/AMX) or a GPU multiplies bf16 about
   twice as fast: prefill ~2x, decode ~1.3-1.5x on the CPU measured. ``auto`` picks it only where
-  the hardware computes bf16 natively (``girl_lib.reward.cpu_has_native_bf16``, CUDA);
+  the hardware computes bf16 natively (``girl_lib.models.cpu_has_native_bf16``, CUDA);
   ``"off"`` keeps the plain path.
 * ``num_threads`` (0 = leave torch's setting): a decode step is ~600 small operations, each a
   parallel region whose threads wait for each other at the end. When other programs keep the
@@ -180,7 +180,7 @@ def resolve_fast_dtype(fast_dtype: str, device) -> "torch.dtype | None":
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu":
-        from .reward import cpu_has_native_bf16
+        from .models import cpu_has_native_bf16
 
         return torch.bfloat16 if cpu_has_native_bf16() else None
     return None

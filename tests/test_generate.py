@@ -26,17 +26,22 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def lively(tiny_model):
-    """(model, tokenizer): the smoke model with larger seeded random weights (see the docstring)."""
+def rescaled(tiny_model, scale: float):
+    """(model, tokenizer): a copy of the smoke model with seeded random weights of std scale/sqrt(fan_in)."""
     model, tok = tiny_model
     model = copy.deepcopy(model)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 2:  # embeddings (tied with lm_head) and projections; norms stay at 1
-                p.copy_(torch.randn(p.shape, generator=g) * 2 / p.shape[1] ** 0.5)
+                p.copy_(torch.randn(p.shape, generator=g) * scale / p.shape[1] ** 0.5)
     return model.eval(), tok
+
+
+@pytest.fixture(scope="module")
+def lively(tiny_model):
+    """The smoke model with larger seeded random weights (see the docstring)."""
+    return rescaled(tiny_model, 2.0)
 
 
 @pytest.fixture(scope="module")
@@ -220,14 +225,7 @@ def _response_logprobs(model, tok, prompts, response_ids, temperature):
 @pytest.fixture(scope="module")
 def calm(tiny_model):
     """Like ``lively`` at half the weight scale: less chaotic logits, fewer near-ties between tokens."""
-    model, tok = tiny_model
-    model = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
-    return model.eval(), tok
+    return rescaled(tiny_model, 1.0)
 
 
 def test_fast_path_greedy_output_equals_the_plain_path(calm):
@@ -289,16 +287,16 @@ def test_fast_path_restores_weights_bit_for_bit_and_threads(lively):
 
 
 def test_resolve_fast_dtype(monkeypatch):
-    import girl_lib.reward
+    import girl_lib.models
     from girl_lib.errors import GirlError
     from girl_lib.generate import resolve_fast_dtype
 
     assert resolve_fast_dtype("off", "cpu") is None
     assert resolve_fast_dtype("bfloat16", "cpu") is torch.bfloat16
     assert resolve_fast_dtype("float16", "cpu") is torch.float16
-    monkeypatch.setattr(girl_lib.reward, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(girl_lib.models, "cpu_has_native_bf16", lambda: True)
     assert resolve_fast_dtype("auto", "cpu") is torch.bfloat16
-    monkeypatch.setattr(girl_lib.reward, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(girl_lib.models, "cpu_has_native_bf16", lambda: False)
     assert resolve_fast_dtype("auto", "cpu") is None  # emulated bf16 is slower than fp32
     with pytest.raises(GirlError, match="generation.fast_dtype"):
         resolve_fast_dtype("int8", "cpu")
