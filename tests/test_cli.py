@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from girl_lib.cli import main
-from girl_lib.pipeline import STAGES
 
 
 def run_cli(*args, cwd=None):
@@ -21,9 +20,17 @@ def test_unknown_profile_exits_2_with_one_line(capsys):
     assert len(err.splitlines()) == 1 and "unknown profile 'laptop'" in err
 
 
-@pytest.mark.parametrize("stage", [s.name for s in STAGES if not s.built])
-def test_unbuilt_stage_says_so_and_exits_2(stage, tmp_path, capsys):
-    assert main([stage, "--profile", "smoke", "--run-dir", str(tmp_path)]) == 2
+def test_unbuilt_stage_says_so_and_exits_2(tmp_path, capsys, monkeypatch):
+    # Every stage of the kit is built now; the contract still holds for a stage that is not
+    # (a user's fork, the next paper): make 'genrec' unbuilt for this test.
+    from dataclasses import replace
+
+    from girl_lib import pipeline
+
+    unbuilt = replace(pipeline.STAGE_BY_NAME["genrec"], target=None)
+    monkeypatch.setitem(pipeline.STAGE_BY_NAME, "genrec", unbuilt)
+    monkeypatch.setattr(pipeline, "STAGES", tuple(unbuilt if s.name == "genrec" else s for s in pipeline.STAGES))
+    assert main(["genrec", "--profile", "smoke", "--run-dir", str(tmp_path)]) == 2
     assert "not built yet" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written: no fake success
 
