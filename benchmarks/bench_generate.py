@@ -76,7 +76,7 @@ def main(argv=None):
                 n = sum(out.num_tokens)
                 rows.append({"batch_size": b, "mode": mode, "threads": threads or torch.get_num_threads(),
                              "dtype": "model" if mode == "plain" else fast_resolved, "new_tokens": n,
-                             "seconds": round(wall, 2), "tokens_per_s": round(n / wall, 1),
+                             "seconds": round(wall, 4), "tokens_per_s": round(n / wall, 1),
                              "tokens_per_cpu_s": round(n / cpu, 1) if cpu > 0 else None})
                 print(rows[-1], flush=True)
 
