@@ -120,7 +120,7 @@ def train_and_evaluate(cfg: Profile, run_dir: Path, algo: str, log=print) -> dic
     from .reward import load_reward_model
     from .seeding import set_seed
     from .sft import load_sft_model, peft_lora_config, to_chat
-    from .world import Oracle, load_jsonl, make_prompt
+    from .world import Oracle, load_split, make_prompt
 
     _, trainer_cls = _trl_classes(algo)
     run_dir = Path(run_dir)
@@ -135,7 +135,7 @@ def train_and_evaluate(cfg: Profile, run_dir: Path, algo: str, log=print) -> dic
     merged = sft_model.merge_and_unload()  # the reference: TRL disables the LoRA it adds on top
     rm, rm_tok = load_reward_model(cfg, run_dir)
     oracle = Oracle(noise=cfg.data.recruiter_noise)
-    pool = [s for s in load_jsonl(data_dir / "seekers.jsonl", "seekers") if s["split"] == "train"]
+    pool = load_split(data_dir, "seekers", "train")
     n_prompts = p.iterations * p.rollout_batch_size // p.group_size
     rows = [{**to_chat(make_prompt(s["cv_text"])), "seeker_id": s["id"]} for s in pool]
     dataset = Dataset.from_list(rows).shuffle(seed=p.seed).select(range(min(len(rows), max(n_prompts, 1))))

@@ -324,10 +324,10 @@ def oracle_normalizer(run_dir: Path, oracle) -> tuple[float, float]:
 
     The same standardisation as :func:`score_normalizer`, for ``ppo.reward_source=oracle``.
     """
-    from .world import load_jsonl
+    from .world import load_jsonl, load_split
 
     data_dir = Path(run_dir) / "data"
-    seekers = {s["id"]: s for s in load_jsonl(data_dir / "seekers.jsonl", "seekers") if s["split"] == "val"}
+    seekers = {s["id"]: s for s in load_split(data_dir, "seekers", "val")}
     jobs = {j["id"]: j for j in load_jsonl(data_dir / "jobs.jsonl", "jobs")}
     p = [oracle.score_job(seekers[a["seeker_id"]], jobs[a["job_id"]]).p_accept
          for a in load_jsonl(data_dir / "applications.jsonl", "applications") if a["seeker_id"] in seekers]
@@ -630,7 +630,7 @@ def train(cfg: Profile, run_dir: Path, log=print) -> dict:
     from .oracle_eval import oracle_report
     from .pipeline import require_complete
     from .reward import load_reward_model, score_head
-    from .world import SYSTEM_PROMPT, Oracle, load_jsonl, make_prompt
+    from .world import SYSTEM_PROMPT, Oracle, load_split, make_prompt
 
     p = cfg.ppo
     if p.minibatch_size < 1 or p.micro_batch_size < 1 or p.rollout_batch_size < 1 or p.ppo_epochs < 1:
@@ -697,7 +697,7 @@ def train(cfg: Profile, run_dir: Path, log=print) -> dict:
         kl_ctl.value = float(state["kl_coef"])
     episodes = int(state["episodes"]) if resume else 0
 
-    pool = [s for s in load_jsonl(data_dir / "seekers.jsonl", "seekers") if s["split"] == "train"]
+    pool = load_split(data_dir, "seekers", "train")
     if not pool:
         raise GirlError(f"{data_dir / 'seekers.jsonl'} has no train seekers")
     oracle = Oracle(noise=cfg.data.recruiter_noise)

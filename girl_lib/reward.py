@@ -380,12 +380,12 @@ def evaluate_generated(cfg: Profile, run_dir: Path, model, tokenizer, n: int, bf
     from .generate import generate_from_config
     from .rundir import is_complete
     from .sft import load_sft_model, reusable_val_generations
-    from .world import SYSTEM_PROMPT, Oracle, load_jsonl, make_prompt
+    from .world import SYSTEM_PROMPT, Oracle, load_split, make_prompt
 
     if not is_complete(Path(run_dir) / "sft"):
         return {"n_generated": 0, "auc_generated": None,
                 "generated_note": "skipped: no complete SFT stage in this run dir (run 'girl sft' first)"}, []
-    seekers = [s for s in load_jsonl(Path(run_dir) / "data" / "seekers.jsonl", "seekers") if s["split"] == "val"][:n]
+    seekers = load_split(Path(run_dir) / "data", "seekers", "val", n) if n > 0 else []
     if not seekers:
         return {"n_generated": 0, "auc_generated": None, "generated_note": "skipped: no val seekers"}, []
     # The SFT stage already wrote greedy JDs for the first val seekers: reuse them when they match.

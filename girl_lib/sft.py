@@ -210,11 +210,10 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
 # The oracle's view: zero-shot base vs SFT on held-out seekers
 # --------------------------------------------------------------------------------------------
 def val_seekers(data_dir: Path, n: int, split: str = "val") -> list[dict]:
-    """The first ``n`` seekers of ``split`` (file order: deterministic)."""
-    from .world import load_jsonl
+    """The first ``n`` seekers of ``split`` (file order: deterministic): :func:`girl_lib.world.load_split`."""
+    from .world import load_split
 
-    seekers = [s for s in load_jsonl(Path(data_dir) / "seekers.jsonl", "seekers") if s["split"] == split]
-    return seekers[:n]
+    return load_split(data_dir, "seekers", split, n) if n > 0 else []
 
 
 def compare_with_zero_shot(cfg: Profile, run_dir: Path, n_seekers: int, model=None, tokenizer=None) -> dict:
