@@ -265,7 +265,8 @@ def reusable_val_generations(cfg: Profile, run_dir: Path, seeker_ids: list[str])
     except (OSError, ValueError, KeyError):
         return None
     n = len(seeker_ids)
-    if saved_ids[:n] != list(seeker_ids) or gen_then != asdict(cfg.generation):
+    same = {k: v for k, v in asdict(cfg.generation).items() if k != "num_threads"}  # threads change no output
+    if saved_ids[:n] != list(seeker_ids) or {k: v for k, v in gen_then.items() if k != "num_threads"} != same:
         return None
     return {"texts": arm["texts"][:n], "finished": arm["finished"][:n]}
 

@@ -88,3 +88,15 @@ def test_bench_pipeline_stops_at_a_failing_stage(tmp_path):
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["failed_stage"] == "sft" and [x["stage"] for x in r["stages"]] == ["sft"]
     assert r["stages"][0]["exit_code"] == 2  # the CLI's "bad input" code: the data stage is missing
+
+
+def test_probe_reward_features(tmp_path):
+    r = run_bench("probe_reward_features.py", "--train-pairs", "12", "--val-pairs", "6", "--layers", "1,2",
+                  tmp_path=tmp_path)
+    rows = r["results"]
+    assert [(x["pooling"], x["layer"]) for x in rows] == [("last", 1), ("last", 2), ("response_mean", 1),
+                                                         ("response_mean", 2)]
+    assert r["train_pairs"] == 12 and r["val_pairs"] == 6
+    for x in rows:  # accuracies over 2n symmetric examples: multiples of 1/(2n)
+        assert 0.0 <= x["val_acc"] <= 1.0 and abs(x["val_acc"] * 12 - round(x["val_acc"] * 12)) < 0.01
+    assert r["best"] in rows

@@ -53,7 +53,7 @@ def test_score_shape_dtype_and_mixed_length_batch_equals_one_by_one(base, smoke_
     alone = torch.cat([reward.score(model, tok, [c], [j], batch_size=1) for c, j in zip(cvs, jds)])
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
     assert batched.unique().numel() == 5  # the score depends on the text, not on the padding
-    # The pooled token is the last real one: the manual forward over the exact chat agrees.
+    # The manual forward over the exact chat, without any padding, agrees.
     ids = torch.tensor([reward.chat_ids(tok, make_prompt(cvs[2]), jds[2])])
     with torch.no_grad():
         manual = model(input_ids=ids).logits[0, 0]

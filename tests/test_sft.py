@@ -143,4 +143,6 @@ def test_later_stages_reuse_the_sft_stages_greedy_jds_only_when_they_match(smoke
     assert sft.reusable_val_generations(smoke_cfg, tmp_path, ["s2", "s3"]) is None  # other seekers
     longer = apply_overrides(smoke_cfg, {"generation.max_new_tokens": smoke_cfg.generation.max_new_tokens + 1})
     assert sft.reusable_val_generations(longer, tmp_path, ["s1"]) is None  # other generation settings
+    threads = apply_overrides(smoke_cfg, {"generation.num_threads": 1})
+    assert sft.reusable_val_generations(threads, tmp_path, ["s1"])["texts"] == ["jd a"]  # threads change no output
     assert sft.reusable_val_generations(smoke_cfg, tmp_path / "nowhere", ["s1"]) is None
