@@ -110,14 +110,17 @@ class ResponseMeanPooling:
 
         if input_ids is None:
             raise ValueError("response_mean pooling needs input_ids (it locates the assistant header)")
+        if labels is not None:
+            raise ValueError("response_mean pooling returns scores only; compute the loss outside "
+                             "(TRL's RewardTrainer does)")
         for key in ("output_attentions", "output_hidden_states", "use_cache", "past_key_values"):
             kwargs.pop(key, None)
         backbone = getattr(self, self.base_model_prefix)
         hidden = backbone(input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           use_cache=False, **kwargs).last_hidden_state
-        per_token = self.score(hidden)  # [B, T, num_labels], as the stock head computes it
+        per_token = self.score(hidden).float()  # [B, T, num_labels], as the stock head computes it
         mask = response_mask(input_ids, attention_mask, self.girl_response_header).unsqueeze(-1)
-        pooled = (per_token * mask).sum(1) / mask.sum(1)
+        pooled = (per_token * mask).sum(1) / mask.sum(1)  # the mean in fp32, whatever autocast did
         return SequenceClassifierOutputWithPast(logits=pooled)
 
 

@@ -265,8 +265,10 @@ def reusable_val_generations(cfg: Profile, run_dir: Path, seeker_ids: list[str])
     except (OSError, ValueError, KeyError):
         return None
     n = len(seeker_ids)
-    same = {k: v for k, v in asdict(cfg.generation).items() if k != "num_threads"}  # threads change no output
-    if saved_ids[:n] != list(seeker_ids) or {k: v for k, v in gen_then.items() if k != "num_threads"} != same:
+    def output_settings(gen: dict) -> dict:  # the thread count changes no output
+        return {k: v for k, v in gen.items() if k != "num_threads"}
+
+    if saved_ids[:n] != list(seeker_ids) or output_settings(gen_then) != output_settings(asdict(cfg.generation)):
         return None
     return {"texts": arm["texts"][:n], "finished": arm["finished"][:n]}
 

@@ -51,6 +51,8 @@ def test_response_mean_score_equals_the_hand_computed_mean(smoke_cfg):
         got = reward.score_prompts(model, tok, [prompt], [jd])[0]
     assert got.item() == pytest.approx(hand.item(), abs=1e-5)
     assert got.item() != pytest.approx(last_token.item(), abs=1e-4)  # really not the last-token head
+    with pytest.raises(ValueError, match="scores only"):  # no silently ignored labels
+        model(input_ids=ids, labels=torch.tensor([1.0]))
     # The CV's tokens are outside the pool, but the JD tokens attended to them: another CV, another score.
     other = reward.score_prompts(model, tok, [make_prompt("Bob — Oslo\nSkills: welding")], [jd])[0]
     assert other.item() != pytest.approx(got.item(), abs=1e-6)
