@@ -60,9 +60,10 @@ tokens. The ``cpu`` profile keeps 12 of SmolLM2-135M's 30 layers, LoRA on the to
 2 cores, the stage ~5 min. Measured on 160 held-out pairs: pairwise accuracy 0.84 (feedback
 0.89, hard negatives 0.73), AUC vs the oracle 0.70 on real JDs and 0.72 on SFT-generated ones.
 The stock last-token head (all 30 layers, LoRA on the top 8, 256 pairs at lr 5e-4: the previous
-recipe) reached 0.64 and an AUC of 0.47 on generated JDs. Hard negatives remain the weak spot,
-and the issue's 0.90 needs more pairs than 5 CPU minutes buy: the ``gpu`` profile trains on
-20 000.
+recipe) reached 0.64 and an AUC of 0.47 on generated JDs; with everything else as the ``cpu``
+profile (12 layers, lr 5e-3, 512 pairs) it stays at chance (0.52). Hard negatives remain the
+weak spot, and the issue's 0.90 needs more pairs than 5 CPU minutes buy: the ``gpu`` profile
+trains on 20 000.
 
 Outputs in ``<run-dir>/reward/``: ``adapter/`` (LoRA + score head + tokenizer,
 ``save_pretrained``), ``metrics.json`` (held-out pairwise accuracy overall and per kind; AUC of
