@@ -25,6 +25,7 @@ def features(model, tok, rows: list[dict], layers: list[int], batch_size: int, b
     import torch
 
     from girl_lib import reward
+    from girl_lib.generate import right_pad
     from girl_lib.pooling import response_header_ids, response_mask
 
     header = response_header_ids(tok)
@@ -34,11 +35,7 @@ def features(model, tok, rows: list[dict], layers: list[int], batch_size: int, b
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            width = max(len(seqs[i]) for i in idx)
-            ids = torch.full((len(idx), width), tok.pad_token_id)
-            mask = torch.zeros_like(ids)
-            for k, i in enumerate(idx):
-                ids[k, :len(seqs[i])], mask[k, :len(seqs[i])] = torch.tensor(seqs[i]), 1
+            ids, mask = right_pad([seqs[i] for i in idx], tok.pad_token_id)  # as reward.score_prompts
             hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
             resp = response_mask(ids, mask, header).unsqueeze(-1)
             for layer in layers:

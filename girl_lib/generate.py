@@ -109,6 +109,21 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple["torch.Tensor"
     >>> ids.tolist(), mask.tolist()
     ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
     """
+    return _pad(seqs, pad_id, left=True)
+
+
+def right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Like :func:`left_pad`, pads on the right: real tokens keep the positions they have alone
+    (what a reward model that pools by position wants).
+
+    >>> ids, mask = right_pad([[5, 6, 7], [8]], pad_id=0)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6, 7], [8, 0, 0]], [[1, 1, 1], [1, 0, 0]])
+    """
+    return _pad(seqs, pad_id, left=False)
+
+
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool):
     import torch
 
     if pad_id is None:
@@ -118,8 +133,9 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple["torch.Tensor"
     attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for row, seq in enumerate(seqs):
         if len(seq):
-            input_ids[row, width - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
-            attention_mask[row, width - len(seq):] = 1
+            cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+            input_ids[row, cols] = torch.as_tensor(list(seq), dtype=torch.long)
+            attention_mask[row, cols] = 1
     return input_ids, attention_mask
 
 

@@ -240,6 +240,8 @@ def score_prompts(model, tokenizer, prompts: Sequence[str], jd_texts: Sequence[s
     """
     import torch
 
+    from .generate import right_pad
+
     prompts, jd_texts = list(prompts), list(jd_texts)
     if len(prompts) != len(jd_texts):
         raise ValueError(f"{len(prompts)} prompts but {len(jd_texts)} JDs")
@@ -261,12 +263,7 @@ def score_prompts(model, tokenizer, prompts: Sequence[str], jd_texts: Sequence[s
         with torch.inference_mode(), autocast:
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                width = max(len(seqs[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    ids[row, :len(seqs[i])] = torch.as_tensor(seqs[i])
-                    mask[row, :len(seqs[i])] = 1
+                ids, mask = right_pad([seqs[i] for i in idx], pad_id)
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
                 out[idx] = logits[:, 0].float().cpu()
     finally:

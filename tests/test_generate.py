@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from girl_lib.generate import GenerationOutput, chat_prompt_ids, generate, generate_from_config, left_pad
+from girl_lib.generate import GenerationOutput, chat_prompt_ids, generate, generate_from_config, left_pad, right_pad
 
 PROMPTS = [
     "nurse",
@@ -100,6 +100,13 @@ def test_left_pad():
     ids, mask = left_pad([[5, 6, 7], [8], []], pad_id=0)
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8], [0, 0, 0]]
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1], [0, 0, 0]]
+    assert ids.dtype == mask.dtype == torch.long
+
+
+def test_right_pad():
+    ids, mask = right_pad([[5, 6, 7], [8], []], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [0, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
     assert ids.dtype == mask.dtype == torch.long
 
 
