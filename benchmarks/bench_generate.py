@@ -3,9 +3,11 @@
     python benchmarks/bench_generate.py --profile cpu                 # batch 1/4/16/32, plain vs fast
     python benchmarks/bench_generate.py --profile cpu --batch-sizes 16 --threads 1,2 --max-new-tokens 64
 
-``plain`` is ``girl_lib.generate.generate`` with ``fast_dtype=off`` (the model as loaded);
-``fast`` uses the profile's ``generation.fast_dtype`` (``auto``: bf16 where native). Sampling as
-in PPO (temperature, top_k=0, top_p=1). ``--check`` (default on) also compares the two paths:
+``plain`` is ``girl_lib.generate.generate`` with ``fast_dtype=off`` and ``fast_decode=False``
+(Hugging Face ``generate`` on the model as loaded); ``fast`` is the kit's fast path: the profile's
+``generation.fast_dtype`` (``auto``: bf16 where native) and ``fast_decode`` (one-token attention,
+inverse-CDF sampler). For the split, ``--modes plain,dtype,decode,fast`` adds each half alone.
+Sampling as in PPO (temperature, top_k=0, top_p=1). ``--check`` (default on) also compares the two paths:
 the share of prompts with identical greedy answers and the mean/max gap between the fp32 and
 the fast path's log-probs of the fast path's own samples (what PPO recomputes in fp32).
 """
@@ -39,7 +41,7 @@ def response_logprobs(model, tok, prompts, responses, temperature, system_prompt
 def main(argv=None):
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", help="comma list; default 1,4 (smoke) or 1,4,16,32")
-    p.add_argument("--modes", default="plain,fast")
+    p.add_argument("--modes", default="plain,fast", help="comma list of plain, dtype, decode, fast")
     p.add_argument("--threads", default="0", help="comma list of torch thread counts while generating; 0 = default")
     p.add_argument("--max-new-tokens", type=int, help="default: the profile's generation.max_new_tokens")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True)
@@ -60,7 +62,7 @@ def main(argv=None):
     load_s = time.perf_counter() - t0
     prompts = _common.sample_prompts(cfg, max(sizes))
     fast = g.fast_dtype if g.fast_dtype != "off" else "auto"
-    mode_dtype = {"plain": "off", "fast": fast}
+    modes = {"plain": ("off", False), "dtype": (fast, False), "decode": ("off", True), "fast": (fast, True)}
     fast_resolved = str(resolve_fast_dtype(fast, cfg.device)).replace("torch.", "")
     generate(model, tok, prompts[:1], max_new_tokens=2)  # warm-up: first-call overheads out of the figures
 
@@ -71,11 +73,12 @@ def main(argv=None):
                 t, c = time.perf_counter(), time.process_time()
                 out = generate(model, tok, prompts[:b], system_prompt=SYSTEM_PROMPT, max_new_tokens=new, batch_size=b,
                                do_sample=True, temperature=g.temperature, seed=cfg.seed,
-                               fast_dtype=mode_dtype[mode], num_threads=threads)
+                               fast_dtype=modes[mode][0], fast_decode=modes[mode][1], num_threads=threads)
                 wall, cpu = time.perf_counter() - t, time.process_time() - c
                 n = sum(out.num_tokens)
                 rows.append({"batch_size": b, "mode": mode, "threads": threads or torch.get_num_threads(),
-                             "dtype": "model" if mode == "plain" else fast_resolved, "new_tokens": n,
+                             "dtype": "model" if modes[mode][0] == "off" else fast_resolved,
+                             "fast_decode": modes[mode][1], "new_tokens": n,
                              "seconds": round(wall, 4), "tokens_per_s": round(n / wall, 1),
                              "tokens_per_cpu_s": round(n / cpu, 1) if cpu > 0 else None})
                 print(rows[-1], flush=True)
@@ -87,14 +90,14 @@ def main(argv=None):
         speed.setdefault((r["batch_size"], r["threads"]), {})[r["mode"]] = r["tokens_per_s"]
     result["speedup_fast_over_plain"] = {f"b{b}_t{t}": round(v["fast"] / v["plain"], 2)
                                          for (b, t), v in speed.items() if v.get("plain") and v.get("fast")}
-    if args.check and fast_resolved != "None":
+    if args.check:
         b = min(16, max(sizes))
         threads = int(args.threads.split(",")[0])
         kw = dict(system_prompt=SYSTEM_PROMPT, max_new_tokens=min(new, 32), batch_size=b, num_threads=threads)
         plain_g = generate(model, tok, prompts[:b], **kw).response_ids
-        fast_g = generate(model, tok, prompts[:b], fast_dtype=fast, **kw).response_ids
+        fast_g = generate(model, tok, prompts[:b], fast_dtype=fast, fast_decode=True, **kw).response_ids
         sampled = generate(model, tok, prompts[:b], do_sample=True, temperature=g.temperature, seed=cfg.seed,
-                           fast_dtype=fast, **kw).response_ids
+                           fast_dtype=fast, fast_decode=True, **kw).response_ids
         from girl_lib.generate import torch_threads
 
         with torch_threads(threads):
@@ -106,7 +109,8 @@ def main(argv=None):
                            "logprob_gap_mean": round(float(gap.mean()), 5), "logprob_gap_max": round(float(gap.max()), 5),
                            "approx_kl_per_token": round(float((lpfast - lp32).mean()), 5), "tokens": int(gap.numel())}
     _common.emit("generate", args, result, rows,
-                 ["batch_size", "mode", "threads", "dtype", "new_tokens", "seconds", "tokens_per_s", "tokens_per_cpu_s"])
+                 ["batch_size", "mode", "threads", "dtype", "fast_decode", "new_tokens", "seconds", "tokens_per_s",
+                  "tokens_per_cpu_s"])
 
 
 if __name__ == "__main__":

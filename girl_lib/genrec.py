@@ -245,12 +245,13 @@ def dedupe_beams(texts: Sequence[str]) -> list[str]:
 
 def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10, max_new_tokens: int = 40,
                 batch_size: int = 4, trie: TitleTrie | None = None, system_prompt: str = SYSTEM_PROMPT,
-                bf16: bool = False, progress: bool = False) -> list[list[str]]:
+                bf16: bool = False, fast_decode: bool = True, progress: bool = False) -> list[list[str]]:
     """For each prompt, the ``num_beams`` beams of a beam search, best first, deduplicated.
 
     Prompts are chat-templated and left-padded as in :mod:`girl_lib.generate`. With ``trie`` the
     search is constrained to catalogue titles and ``max_new_tokens`` is the longest title, so
-    every beam ends with EOS on a complete title. ``bf16`` runs the model under bfloat16 autocast.
+    every beam ends with EOS on a complete title. ``bf16`` runs the model under bfloat16 autocast;
+    ``fast_decode`` the one-token steps with :func:`girl_lib.generate.decode_attention`.
 
     Cost: transformers copies each prompt ``num_beams`` times *before* the first forward pass, so
     the prompt is processed ``num_beams`` times; on a CPU that prefill dominates, which is why the
@@ -258,7 +259,7 @@ def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10
     """
     import torch
 
-    from .generate import chat_prompt_ids, left_pad
+    from .generate import chat_prompt_ids, decode_attention, left_pad
 
     ids = chat_prompt_ids(tokenizer, prompts, system_prompt)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
@@ -275,7 +276,8 @@ def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10
 
         batches = tqdm(batches, desc="beam search" + (" (constrained)" if trie else ""), unit="batch")
     model.eval()
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    with decode_attention(model, fast_decode), torch.inference_mode(), \
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for batch in batches:
             input_ids, mask = left_pad([ids[i] for i in batch], tokenizer.pad_token_id)
             extra = {"prefix_allowed_tokens_fn": trie.prefix_fn(input_ids.shape[1])} if trie is not None else {}

@@ -720,7 +720,8 @@ def train(cfg: Profile, run_dir: Path, log=print) -> dict:
         t0 = time.time()
         gen = generate(unwrapped.policy, tok, prompts, system_prompt=SYSTEM_PROMPT, max_new_tokens=g.max_new_tokens,
                        batch_size=g.batch_size, do_sample=True, temperature=p.temperature, top_k=0, top_p=1.0,
-                       seed=seed, fast_dtype=g.fast_dtype, num_threads=g.num_threads)  # fp32 log-probs below
+                       seed=seed, fast_dtype=g.fast_dtype, num_threads=g.num_threads,
+                       fast_decode=g.fast_decode)  # fp32 log-probs below
         t_gen = time.time() - t0
 
         # (3) prompt+response tensors, cut at EOS

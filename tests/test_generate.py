@@ -179,14 +179,27 @@ def test_sampling_settings_reach_hf_generate_explicitly(tiny_model, smoke_cfg, m
         return real(*args, **kwargs)
 
     monkeypatch.setattr(model, "generate", spy)
-    generate_from_config(model, tok, ["a", "b"], smoke_cfg.generation, do_sample=True, seed=0)
+    from dataclasses import replace
+
+    from girl_lib.generate import InverseCdfSampler
+
+    generate_from_config(model, tok, ["a", "b"], replace(smoke_cfg.generation, fast_decode=False), do_sample=True, seed=0)
     kw = seen[-1]
     assert kw["do_sample"] is True and kw["use_cache"] is True
     assert (kw["top_k"], kw["top_p"], kw["temperature"]) == (0, 1.0, smoke_cfg.generation.temperature)
+    assert smoke_cfg.generation.fast_decode is True  # the default: the kit's sampler, HF's argmax
+    generate_from_config(model, tok, ["a", "b"], smoke_cfg.generation, do_sample=True, seed=0)
+    kw = seen[-1]
+    assert kw["do_sample"] is False and (kw["top_k"], kw["top_p"], kw["temperature"]) == (None, None, None)
+    (sampler,) = kw["logits_processor"]
+    assert isinstance(sampler, InverseCdfSampler) and sampler.temperature == smoke_cfg.generation.temperature
+    generate(model, tok, ["a"], do_sample=True, top_k=5, fast_decode=True, max_new_tokens=2)
+    assert seen[-1]["do_sample"] is True and seen[-1]["top_k"] == 5  # truncated sampling: HF's own sampler
     assert kw["max_new_tokens"] == smoke_cfg.generation.max_new_tokens
     assert (kw["eos_token_id"], kw["pad_token_id"]) == (tok.eos_token_id, tok.pad_token_id)
+    calls = len(seen)
     generate(model, tok, ["a"] * 5, batch_size=2, max_new_tokens=2)
-    assert len(seen) == 1 + 3 and seen[-1]["do_sample"] is False
+    assert len(seen) == calls + 3 and seen[-1]["do_sample"] is False
 
 
 def test_peft_lora_model_generates_like_its_base_when_fresh(lively):
@@ -327,3 +340,144 @@ def test_generate_from_config_uses_the_fast_path_settings(tiny_model, smoke_cfg,
     generate_from_config(model, tok, ["a"], fast)
     assert seen == [(torch.float32, torch.get_num_threads()), (torch.bfloat16, 1)]
     assert next(model.parameters()).dtype == torch.float32
+
+
+# --------------------------------------------------------------------------------------------
+# fast_decode: one-token attention, merged LoRA, inverse-CDF sampling — the same function
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mask_kind", ["bool", "float", "none"])
+def test_decode_attention_equals_sdpa_on_a_one_token_step(mask_kind):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from girl_lib.generate import decode_attention_forward
+
+    g = torch.Generator().manual_seed(0)
+    b, heads, kv_heads, length, d = 3, 6, 2, 11, 8  # grouped-query: 3 query heads per key/value head
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal, module.training = heads // kv_heads, True, False
+    q, k, v = (torch.randn(b, n, t, d, generator=g) for n, t in ((heads, 1), (kv_heads, length), (kv_heads, length)))
+    keep = torch.ones(b, 1, 1, length, dtype=torch.bool)
+    keep[0, ..., :4] = False  # left padding of row 0
+    keep[2, ..., :7] = False
+    mask = {"bool": keep, "none": None,
+            "float": torch.zeros(b, 1, 1, length).masked_fill(~keep, torch.finfo(torch.float32).min)}[mask_kind]
+    ours, _ = decode_attention_forward(module, q, k, v, mask, scaling=d ** -0.5)
+    ref, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=d ** -0.5)
+    assert ours.shape == ref.shape == (b, 1, heads, d)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    if mask_kind == "bool":  # the mask really matters: padded keys changed, output unchanged
+        k2 = k.clone()
+        k2[0, :, :4] += 5.0
+        torch.testing.assert_close(decode_attention_forward(module, q, k2, v, mask, scaling=d ** -0.5)[0], ours)
+        assert not torch.allclose(decode_attention_forward(module, q, k2, v, None, scaling=d ** -0.5)[0][0], ours[0])
+
+
+def test_decode_attention_is_switched_on_inside_and_restored(lively):
+    from girl_lib.generate import DECODE_ATTENTION, decode_attention
+
+    model, _ = lively
+    assert model.config._attn_implementation == "sdpa"
+    with decode_attention(model, enabled=False):
+        assert model.config._attn_implementation == "sdpa"
+    with pytest.raises(RuntimeError):
+        with decode_attention(model):
+            assert model.config._attn_implementation == DECODE_ATTENTION
+            raise RuntimeError("boom")
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_fast_decode_greedy_output_equals_the_plain_path(lively, alone):
+    """fp32 weights: attention reordered, same tokens — mixed lengths, padding, several batches."""
+    model, tok = lively
+    for batch_size in (len(PROMPTS), 2):
+        out = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=batch_size, fast_decode=True)
+        assert out.response_ids == alone
+
+
+def _lora(model, seed=0):
+    """A PEFT LoRA on every projection with random (non-zero) A and B: a real change of function."""
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return peft_model
+
+
+def test_merged_lora_generates_what_the_adapter_computes_and_is_undone(lively):
+    from girl_lib.generate import _mergeable_lora_layers, weights_in
+
+    base, tok = lively
+    peft_model = _lora(base)
+    before = {n: (p, p.detach().clone()) for n, p in peft_model.named_parameters()}
+    plain = generate(peft_model, tok, PROMPTS, max_new_tokens=8, batch_size=2)
+    with peft_model.disable_adapter():
+        base_out = generate(peft_model, tok, PROMPTS, max_new_tokens=8, batch_size=2)
+    assert plain.response_ids != base_out.response_ids  # the adapter changes the answers
+    layers = _mergeable_lora_layers(peft_model)
+    assert len(layers) == 7 * 2  # 7 projections x 2 layers
+    seen = []
+    hook = layers[0].lora_A["default"].register_forward_hook(lambda *a: seen.append(1))
+    fast = generate(peft_model, tok, PROMPTS, max_new_tokens=8, batch_size=2, fast_decode=True)
+    assert seen == []  # merged: the adapter's own matmuls never ran...
+    assert fast.response_ids == plain.response_ids  # ...and the answers are the adapter's
+    generate(peft_model, tok, PROMPTS[:1], max_new_tokens=2)
+    assert len(seen) > 0  # unmerged again after the call
+    hook.remove()
+    for n, p in peft_model.named_parameters():  # W and the adapter back bit for bit
+        original, copy_ = before[n]
+        assert p is original and torch.equal(p, copy_), n
+    assert not any(layer.merged for layer in layers)
+    with peft_model.disable_adapter(), weights_in(peft_model, None, merge_lora=True):
+        assert not any(layer.merged for layer in layers)  # a disabled adapter is not merged
+    with weights_in(peft_model, torch.bfloat16, merge_lora=True):
+        assert all(layer.merged and layer.get_base_layer().weight.dtype == torch.bfloat16 for layer in layers)
+
+
+def test_inverse_cdf_sampler_draws_the_softmax_distribution():
+    from girl_lib.generate import InverseCdfSampler
+
+    torch.manual_seed(0)
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0, float("-inf"), 0.5, -3.0, 1.5])
+    temperature, n = 0.7, 40000
+    expected = torch.softmax(logits / temperature, -1)
+    rows = InverseCdfSampler(temperature)(None, logits.repeat(n, 1))
+    assert torch.isfinite(rows).sum(-1).eq(1).all()  # one-hot: exactly one token per row survives
+    drawn = rows.argmax(-1)
+    freq = torch.bincount(drawn, minlength=len(logits)).double() / n
+    assert freq[4] == 0  # a -inf logit is never drawn
+    sd = (expected * (1 - expected) / n).sqrt()
+    z = ((freq - expected).abs() / sd.clamp_min(1e-12))[expected > 0]
+    assert z.max() < 4.5, (freq, expected)  # every token within 4.5 standard errors
+    torch.manual_seed(1)
+    again = InverseCdfSampler(temperature)(None, logits.repeat(n, 1)).argmax(-1)
+    assert not torch.equal(again, drawn)  # it is random...
+    torch.manual_seed(0)
+    assert torch.equal(InverseCdfSampler(temperature)(None, logits.repeat(n, 1)).argmax(-1), drawn)  # ...and seeded
+
+
+def test_fast_decode_samples_the_plain_paths_first_token_distribution(lively):
+    """End to end through generate(): the first sampled token of one prompt, 3000 times, on both paths."""
+    model, tok = lively
+    prompt, n, temperature = PROMPTS[2], 3000, 0.3
+    ids = chat_prompt_ids(tok, [prompt])[0]
+    with torch.no_grad():
+        expected = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].float() / temperature, -1).double()
+    top = expected.topk(6).indices
+    assert 0.5 < expected[top].sum() < 0.95 and (n * expected[top]).min() > 50  # spread, yet each cell well filled
+    freqs = {}
+    for fast in (False, True):
+        out = generate(model, tok, [prompt] * n, max_new_tokens=1, batch_size=500, do_sample=True,
+                       temperature=temperature, seed=3, fast_decode=fast)
+        first = torch.tensor([r[0] for r in out.response_ids])
+        freqs[fast] = torch.bincount(first, minlength=len(expected)).double() / n
+    for fast, freq in freqs.items():
+        observed = torch.cat([freq[top], 1 - freq[top].sum(0, keepdim=True)])
+        p = torch.cat([expected[top], 1 - expected[top].sum(0, keepdim=True)])
+        chi2 = float((n * (observed - p) ** 2 / p).sum())
+        assert chi2 < 22.5, (fast, chi2)  # 6 degrees of freedom: p = 0.001
