@@ -22,6 +22,11 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/bench_x.py` from a ch
     sys.path.insert(0, str(ROOT))
 
 
+# The generation paths the benchmarks compare: mode -> (generation.fast_dtype, generation.fast_decode).
+# "plain" is Hugging Face generate on the model as loaded; "fast" the kit's default fast path.
+GEN_MODES = {"plain": ("off", False), "dtype": ("auto", False), "decode": ("off", True), "fast": ("auto", True)}
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto")

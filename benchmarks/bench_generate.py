@@ -62,7 +62,7 @@ def main(argv=None):
     load_s = time.perf_counter() - t0
     prompts = _common.sample_prompts(cfg, max(sizes))
     fast = g.fast_dtype if g.fast_dtype != "off" else "auto"
-    modes = {"plain": ("off", False), "dtype": (fast, False), "decode": ("off", True), "fast": (fast, True)}
+    modes = {m: (fast if d == "auto" else d, fd) for m, (d, fd) in _common.GEN_MODES.items()}
     fast_resolved = str(resolve_fast_dtype(fast, cfg.device)).replace("torch.", "")
     generate(model, tok, prompts[:1], max_new_tokens=2)  # warm-up: first-call overheads out of the figures
 

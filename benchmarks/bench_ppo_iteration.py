@@ -1,5 +1,5 @@
 """One PPO iteration's time split: generation / forward (old + reference log-probs) / scoring /
-optimisation, with the fast rollout path off and on.
+optimisation, with the plain and the fast rollout path.
 
     python benchmarks/bench_ppo_iteration.py --profile cpu
 
@@ -24,7 +24,7 @@ SPLIT = ("generation_s", "forward_s", "scoring_s", "oracle_s", "optimization_s",
 def main(argv=None):
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--iterations", type=int, default=1)
-    p.add_argument("--modes", default="off,auto", help="generation.fast_dtype values to compare")
+    p.add_argument("--modes", default="plain,fast", help="comma list of plain, dtype, decode, fast (see _common.GEN_MODES)")
     p.add_argument("--prep-steps", type=int, default=2, help="SFT and reward steps of the throwaway run dir")
     args = p.parse_args(argv)
     args.set = [f"sft.max_steps={args.prep_steps}", f"reward.max_steps={args.prep_steps}", "sft.max_eval_examples=4",
@@ -42,7 +42,10 @@ def main(argv=None):
         for stage in ("data", "sft", "reward"):
             run_stage(stage, cfg, run_dir, log=lambda *a: None)
         for mode in args.modes.split(","):
-            mcfg = apply_overrides(cfg, {"generation.fast_dtype": mode})
+            if mode not in _common.GEN_MODES:
+                p.error(f"--modes: unknown mode '{mode}'; choose from {', '.join(_common.GEN_MODES)}")
+            fast_dtype, fast_decode = _common.GEN_MODES[mode]
+            mcfg = apply_overrides(cfg, {"generation.fast_dtype": fast_dtype, "generation.fast_decode": fast_decode})
             shutil.rmtree(run_dir / "ppo", ignore_errors=True)
             train(mcfg, run_dir, log=lambda *a: None)
             log = [json.loads(x) for x in (run_dir / "ppo" / LOG).read_text().splitlines() if x.strip()]
@@ -52,12 +55,12 @@ def main(argv=None):
             split["episodes_per_s"] = round(cfg.ppo.rollout_batch_size / split["iteration_s"], 3)
             split["generation_tokens_per_s"] = round(sum(r["generation_tokens_per_s"] for r in use) / len(use), 1)
             results[mode] = split
-            rows.append({"fast_dtype": mode, **split})
+            rows.append({"mode": mode, **split})
     result = {"model": cfg.model.base_model, "device": cfg.device, "rollout_batch_size": cfg.ppo.rollout_batch_size,
               "max_new_tokens": cfg.generation.max_new_tokens, "ppo_epochs": cfg.ppo.ppo_epochs,
               "iterations_per_mode": args.iterations, "by_mode": results}
     _common.emit("ppo_iteration", args, result, rows,
-                 ["fast_dtype", *SPLIT, "generation_share", "episodes_per_s", "generation_tokens_per_s"])
+                 ["mode", *SPLIT, "generation_share", "episodes_per_s", "generation_tokens_per_s"])
 
 
 if __name__ == "__main__":
