@@ -2,6 +2,7 @@
 
     python benchmarks/bench_generate.py --profile cpu                 # batch 1/4/16/32, plain vs fast
     python benchmarks/bench_generate.py --profile cpu --batch-sizes 16 --threads 1,2 --max-new-tokens 64
+    python benchmarks/bench_generate.py --profile cpu --batch-sizes 16 --threads 1 --modes plain,fast --ops
 
 ``plain`` is ``girl_lib.generate.generate`` with ``fast_dtype=off`` and ``fast_decode=False``
 (Hugging Face ``generate`` on the model as loaded); ``fast`` is the kit's fast path: the profile's
@@ -38,6 +39,28 @@ def response_logprobs(model, tok, prompts, responses, temperature, system_prompt
     return torch.cat(out)
 
 
+def decode_step_ops(model, tok, prompts, steps: int = 16, top: int = 8, **kw) -> dict:
+    """Where a decode step's CPU time goes: ``torch.profiler`` on a 1-token call and a
+    ``1 + steps``-token call of the same batch; the difference per step, by op (self CPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from girl_lib.generate import generate
+
+    runs = {}
+    for new in (1, 1 + steps):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            out = generate(model, tok, prompts, max_new_tokens=new, **kw)
+        runs[new] = ({e.key: e.self_cpu_time_total for e in prof.key_averages()}, out)
+    (short, first), (long, out) = runs[1], runs[1 + steps]
+    done = max(out.num_tokens) - 1  # decode steps the longer call really ran (all rows may stop early)
+    per_step = {k: (v - short.get(k, 0.0)) / max(done, 1) / 1000 for k, v in long.items()}  # us -> ms
+    ranked = sorted(per_step.items(), key=lambda kv: -kv[1])
+    return {"prefill_s": round(first.seconds, 3), "decode_steps": done,
+            "decode_step_ms": round((out.seconds - first.seconds) / max(done, 1) * 1000, 1),
+            "profiled_step_ms": round(sum(per_step.values()), 1),
+            "top": [{"op": k, "ms": round(v, 2)} for k, v in ranked[:top]]}
+
+
 def main(argv=None):
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", help="comma list; default 1,4 (smoke) or 1,4,16,32")
@@ -45,12 +68,13 @@ def main(argv=None):
     p.add_argument("--threads", default="0", help="comma list of torch thread counts while generating; 0 = default")
     p.add_argument("--max-new-tokens", type=int, help="default: the profile's generation.max_new_tokens")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--ops", action="store_true", help="also profile a decode step per mode (CPU: where the time goes)")
     args = p.parse_args(argv)
     cfg = _common.load_profile(args)
 
     import torch
 
-    from girl_lib.generate import generate, resolve_fast_dtype
+    from girl_lib.generate import generate, resolve_fast_dtype, torch_threads
     from girl_lib.models import load_causal_lm
     from girl_lib.world import SYSTEM_PROMPT
 
@@ -90,6 +114,17 @@ def main(argv=None):
         speed.setdefault((r["batch_size"], r["threads"]), {})[r["mode"]] = r["tokens_per_s"]
     result["speedup_fast_over_plain"] = {f"b{b}_t{t}": round(v["fast"] / v["plain"], 2)
                                          for (b, t), v in speed.items() if v.get("plain") and v.get("fast")}
+    if args.ops and cfg.device == "cpu":
+        b, threads = min(16, max(sizes)), int(args.threads.split(",")[0])
+        result["decode_ops"] = {}
+        for mode in args.modes.split(","):
+            with torch_threads(threads):
+                ops = decode_step_ops(model, tok, prompts[:b], system_prompt=SYSTEM_PROMPT, batch_size=b, do_sample=True,
+                                      temperature=g.temperature, seed=cfg.seed, fast_dtype=modes[mode][0],
+                                      fast_decode=modes[mode][1])
+            result["decode_ops"][mode] = ops
+            print(f"{mode}: prompt pass {ops['prefill_s']} s, decode step {ops['decode_step_ms']} ms; "
+                  + ", ".join(f"{o['op'].removeprefix('aten::')} {o['ms']}" for o in ops["top"]), flush=True)
     if args.check:
         b = min(16, max(sizes))
         threads = int(args.threads.split(",")[0])
@@ -98,8 +133,6 @@ def main(argv=None):
         fast_g = generate(model, tok, prompts[:b], fast_dtype=fast, fast_decode=True, **kw).response_ids
         sampled = generate(model, tok, prompts[:b], do_sample=True, temperature=g.temperature, seed=cfg.seed,
                            fast_dtype=fast, fast_decode=True, **kw).response_ids
-        from girl_lib.generate import torch_threads
-
         with torch_threads(threads):
             lp32 = response_logprobs(model, tok, prompts[:b], sampled, g.temperature, SYSTEM_PROMPT)
             lpfast = response_logprobs(model, tok, prompts[:b], sampled, g.temperature, SYSTEM_PROMPT,

@@ -472,8 +472,8 @@ def generate(
             from tqdm.auto import tqdm
 
             iterator = tqdm(batches, desc="generate", unit="batch")
-        with weights_in(model, dtype, merge_lora=fast_decode), decode_attention(model, fast_decode), torch_threads(num_threads), \
-                torch.inference_mode():
+        with weights_in(model, dtype, merge_lora=fast_decode), decode_attention(model, fast_decode), \
+                torch_threads(num_threads), torch.inference_mode():
             for batch in iterator:
                 input_ids, attention_mask = left_pad([ids[i] for i in batch], pad_id)
                 out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),

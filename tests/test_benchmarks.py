@@ -35,7 +35,7 @@ def run_bench(script: str, *args: str, tmp_path: Path) -> dict:
 
 
 def test_bench_generate(tmp_path):
-    r = run_bench("bench_generate.py", "--batch-sizes", "1,3", "--max-new-tokens", "5", "--threads", "1",
+    r = run_bench("bench_generate.py", "--batch-sizes", "1,3", "--max-new-tokens", "5", "--threads", "1", "--ops",
                   *FAST, tmp_path=tmp_path)
     rows = r["results"]
     assert [(x["batch_size"], x["mode"]) for x in rows] == [(1, "plain"), (1, "fast"), (3, "plain"), (3, "fast")]
@@ -47,6 +47,10 @@ def test_bench_generate(tmp_path):
     assert rows[0]["dtype"] == "model"
     assert [x["fast_decode"] for x in rows] == [False, True, False, True]
     assert set(r["speedup_fast_over_plain"]) == {"b1_t1", "b3_t1"}
+    for ops in r["decode_ops"].values():  # the per-step op split adds up to (at most) the profiled step
+        assert set(r["decode_ops"]) == {"plain", "fast"} and ops["prefill_s"] > 0 and 1 <= ops["decode_steps"] <= 16
+        assert 0 < sum(o["ms"] for o in ops["top"]) <= ops["profiled_step_ms"] + 0.05
+        assert [o["ms"] for o in ops["top"]] == sorted((o["ms"] for o in ops["top"]), reverse=True)
     c = r["check"]
     assert 0.0 <= c["greedy_identical_share"] <= 1.0 and c["tokens"] > 0
     assert 0.0 <= c["logprob_gap_mean"] <= c["logprob_gap_max"] < 0.1
@@ -100,3 +104,14 @@ def test_probe_reward_features(tmp_path):
     for x in rows:  # accuracies over 2n symmetric examples: multiples of 1/(2n)
         assert 0.0 <= x["val_acc"] <= 1.0 and abs(x["val_acc"] * 12 - round(x["val_acc"] * 12)) < 0.01
     assert r["best"] in rows
+
+
+def test_bench_matmul(tmp_path):
+    r = run_bench("bench_matmul.py", "--rows", "2,5", "--threads", "1", tmp_path=tmp_path)
+    rows = r["results"]
+    assert [(x["rows"], x["product"]) for x in rows][:2] == [(2, "q/o"), (2, "k/v")] and len(rows) == 10
+    for x in rows:
+        k, n = (int(v) for v in x["shape"].split("x"))
+        for label in ("fp32", "bf16"):  # GFLOP/s is 2*m*k*n over the time per call (both rounded)
+            assert x[f"{label}_gflops"] == pytest.approx(2 * x["rows"] * k * n / x[f"{label}_us"] / 1e3, rel=0.05, abs=0.1)
+        assert x["bf16_speedup"] == pytest.approx(x["bf16_gflops"] / x["fp32_gflops"], rel=0.05, abs=0.01)

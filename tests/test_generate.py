@@ -386,12 +386,27 @@ def test_decode_attention_is_switched_on_inside_and_restored(lively):
     assert model.config._attn_implementation == "sdpa"
 
 
-def test_fast_decode_greedy_output_equals_the_plain_path(lively, alone):
+def test_fast_decode_greedy_output_equals_the_plain_path(lively, alone, monkeypatch):
     """fp32 weights: attention reordered, same tokens — mixed lengths, padding, several batches."""
+    from transformers import AttentionInterface
+
+    from girl_lib import generate as gen_module
+
+    gen_module._register_decode_attention()
+    query_lengths = []
+
+    def counting(module, query, *args, **kwargs):
+        query_lengths.append(query.shape[2])
+        return gen_module.decode_attention_forward(module, query, *args, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, gen_module.DECODE_ATTENTION, counting)
     model, tok = lively
     for batch_size in (len(PROMPTS), 2):
         out = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=batch_size, fast_decode=True)
         assert out.response_ids == alone
+    n_layers = model.config.num_hidden_layers
+    assert query_lengths.count(1) == n_layers * 7 * (1 + 3)  # 7 one-token steps per batch, 1 + 3 batches
+    assert len(query_lengths) - query_lengths.count(1) == n_layers * (1 + 3)  # the prompt passes (SDPA inside)
 
 
 def _lora(model, seed=0):
