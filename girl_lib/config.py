@@ -129,7 +129,10 @@ class PPOConfig:
     iterations: int = 8
     rollout_batch_size: int = 16  # per process: each process samples its own rollouts
     minibatch_size: int = 8
-    micro_batch_size: int = 8
+    # Rows per forward/backward inside a minibatch (gradients accumulate: same update). Measured,
+    # full cpu stage: 8 peaked at 7.8 GiB RSS (logits of 8 x 144 x 49k vocab, their gradient);
+    # 4 peaks at 5.0 GiB, the stage takes 9.4 min instead of 10.9, same val acceptance (34 %).
+    micro_batch_size: int = 4
     ppo_epochs: int = 2
     learning_rate: float = 2e-4  # the policy's LoRA (few iterations: a LoRA needs a larger step than full fine-tuning)
     value_head_lr: float = 1e-3  # the value head starts from zero and must catch up fast
