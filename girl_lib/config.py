@@ -81,8 +81,8 @@ class SFTConfig:
     max_steps: int = -1  # > 0 overrides num_epochs
     learning_rate: float = 1e-3
     # 4 x 2 accumulation steps = 8 per update. Measured on the cpu profile (2 threads, quiet):
-    # batch 8 x 1 peaked at 8.8 GB RSS (logits of 8 x 384 x 49k vocab and their gradient) with
-    # 10.1 min of training; 4 x 2 peaks at 6.1 GB, trains in 8.5 min, same eval loss (1.51 vs 1.52).
+    # batch 8 x 1 peaked at 8.8 GiB RSS (logits of 8 x 384 x 49k vocab and their gradient) with
+    # 10.1 min of training; 4 x 2 peaks at 6.1 GiB, trains in 8.5 min, same eval loss (1.51 vs 1.52).
     batch_size: int = 4
     grad_accum: int = 2
     max_length: int = 384

@@ -333,12 +333,14 @@ def _register_decode_attention() -> None:
 
 @contextmanager
 def decode_attention(model, enabled: bool = True):
-    """Inside the block, models loaded with ``attn_implementation="sdpa"`` use
+    """Inside the block, models on the CPU loaded with ``attn_implementation="sdpa"`` use
     :func:`decode_attention_forward` (one-token steps) and SDPA itself (the prompt pass).
-    Other implementations (eager, flash-attention) are left alone; the setting is restored after.
+    Other implementations (eager, flash-attention) and GPU models (where SDPA's kernels were not
+    found slow; not measured here) are left alone; the setting is restored after.
     """
     from transformers import PreTrainedModel
 
+    enabled = enabled and _model_device(model).type == "cpu"
     configs = {id(m.config): m.config for m in model.modules() if isinstance(m, PreTrainedModel)} if enabled else {}
     switched = [c for c in configs.values() if getattr(c, "_attn_implementation", None) == "sdpa"]
     if switched:

@@ -372,10 +372,15 @@ def test_decode_attention_equals_sdpa_on_a_one_token_step(mask_kind):
         assert not torch.allclose(decode_attention_forward(module, q, k2, v, None, scaling=d ** -0.5)[0][0], ours[0])
 
 
-def test_decode_attention_is_switched_on_inside_and_restored(lively):
+def test_decode_attention_is_switched_on_inside_and_restored(lively, monkeypatch):
+    import girl_lib.generate
     from girl_lib.generate import DECODE_ATTENTION, decode_attention
 
     model, _ = lively
+    with monkeypatch.context() as m:  # a GPU model keeps SDPA (the slow kernel is the CPU one)
+        m.setattr(girl_lib.generate, "_model_device", lambda _: torch.device("cuda"))
+        with decode_attention(model):
+            assert model.config._attn_implementation == "sdpa"
     assert model.config._attn_implementation == "sdpa"
     with decode_attention(model, enabled=False):
         assert model.config._attn_implementation == "sdpa"
