@@ -370,7 +370,7 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
     t0 = time.time()
     bf16 = use_bf16(cfg)
     beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, max_new_tokens=g.max_new_tokens,
-                        batch_size=g.beam_batch_size, bf16=bf16, progress=True)
+                        batch_size=g.beam_batch_size, bf16=bf16, fast_decode=cfg.generation.fast_decode, progress=True)
     metrics["decode_seconds"] = round(time.time() - t0, 1)
     n_beams = max(1, sum(len(b) for b in beams))
     exact = [_filter([by_name.get(t, f"<not in catalogue: {t}>") for t in b], e.history, g.exclude_history)
@@ -387,7 +387,7 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
         t0 = time.time()
         trie = TitleTrie(tokenizer, list(by_name))
         constrained_beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, batch_size=g.beam_batch_size,
-                                        trie=trie, bf16=bf16, progress=True)
+                                        trie=trie, bf16=bf16, fast_decode=cfg.generation.fast_decode, progress=True)
         metrics["constrained_decode_seconds"] = round(time.time() - t0, 1)
         n_c = max(1, sum(len(b) for b in constrained_beams))
         score("genrec_constrained",

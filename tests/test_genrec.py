@@ -241,6 +241,9 @@ def test_constrained_beams_are_catalogue_titles_and_free_beams_are_deduplicated(
     free = genrec.beam_search(model, tok, prompts, num_beams=4, max_new_tokens=6, batch_size=1)
     assert all(0 < len(b) <= 4 and len(b) == len(set(b)) for b in free)
     assert not any(t in TITLES for b in free for t in b)
+    # the one-token attention of fast_decode (on by default) finds the same beams as plain SDPA
+    assert genrec.beam_search(model, tok, prompts, num_beams=4, max_new_tokens=6, batch_size=1,
+                              fast_decode=False) == free
 
 
 def test_nearest_title_maps_near_misses():
@@ -252,10 +255,15 @@ def test_nearest_title_maps_near_misses():
 # --------------------------------------------------------------------------------------------
 # The stage
 # --------------------------------------------------------------------------------------------
-def test_genrec_stage_writes_metrics_for_every_method(smoke_cfg, smoke_run):
+def test_genrec_stage_writes_metrics_for_every_method(smoke_cfg, smoke_run, monkeypatch):
+    from girl_lib.config import apply_overrides
     from girl_lib.pipeline import run_stage
 
-    manifest = run_stage("genrec", smoke_cfg, smoke_run, log=lambda *a: None)
+    seen, real = [], genrec.beam_search
+    monkeypatch.setattr(genrec, "beam_search", lambda *a, **kw: seen.append(kw["fast_decode"]) or real(*a, **kw))
+    cfg = apply_overrides(smoke_cfg, {"generation.fast_decode": False})
+    manifest = run_stage("genrec", cfg, smoke_run, log=lambda *a: None)
+    assert seen == [False, False]  # free and constrained beam search follow generation.fast_decode
     out = smoke_run / "genrec"
     metrics, preds = genrec.load_results(smoke_run)
     n = smoke_cfg.genrec.max_test_users
