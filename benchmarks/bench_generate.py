@@ -4,7 +4,7 @@
     python benchmarks/bench_generate.py --profile cpu --batch-sizes 16 --threads 1,2 --max-new-tokens 64
     python benchmarks/bench_generate.py --profile cpu --batch-sizes 16 --threads 1 --modes plain,fast --ops
 
-``plain`` is ``girl_lib.generate.generate`` with ``fast_dtype=off`` and ``fast_decode=False``
+``plain`` is ``girl_lib.textgen.generate`` with ``fast_dtype=off`` and ``fast_decode=False``
 (Hugging Face ``generate`` on the model as loaded); ``fast`` is the kit's fast path: the profile's
 ``generation.fast_dtype`` (``auto``: bf16 where native) and ``fast_decode`` (one-token attention,
 inverse-CDF sampler). For the split, ``--modes plain,dtype,decode,fast`` adds each half alone.
@@ -24,7 +24,7 @@ def response_logprobs(model, tok, prompts, responses, temperature, system_prompt
     """Per-token log-probs of ``responses`` after ``prompts``, concatenated over rows (fp32 maths)."""
     import torch
 
-    from girl_lib.generate import chat_prompt_ids, left_pad, weights_in
+    from girl_lib.textgen import chat_prompt_ids, left_pad, weights_in
 
     rows = [p + r for p, r in zip(chat_prompt_ids(tok, prompts, system_prompt), responses)]
     ids, mask = left_pad(rows, tok.pad_token_id)
@@ -44,7 +44,7 @@ def decode_step_ops(model, tok, prompts, steps: int = 16, top: int = 8, **kw) ->
     ``1 + steps``-token call of the same batch; the difference per step, by op (self CPU time)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from girl_lib.generate import generate
+    from girl_lib.textgen import generate
 
     runs = {}
     for new in (1, 1 + steps):
@@ -74,8 +74,8 @@ def main(argv=None):
 
     import torch
 
-    from girl_lib.generate import generate, resolve_fast_dtype, torch_threads
     from girl_lib.models import load_causal_lm
+    from girl_lib.textgen import generate, resolve_fast_dtype, torch_threads
     from girl_lib.world import SYSTEM_PROMPT
 
     g = cfg.generation

@@ -37,7 +37,7 @@ def main(argv=None):
 
     from girl_lib.pipeline import STAGES
 
-    stages = args.stages.split(",") if args.stages else [s.name for s in STAGES if s.built]
+    stages = args.stages.split(",") if args.stages else [s.name for s in STAGES if s.in_run]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_common.ROOT), os.environ.get("PYTHONPATH", "")])}
     tmp = None if args.run_dir else tempfile.TemporaryDirectory(prefix="girl-bench-pipeline-")
     run_dir = args.run_dir or Path(tmp.name)

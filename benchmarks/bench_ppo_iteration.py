@@ -4,7 +4,7 @@ optimisation, with the plain and the fast rollout path.
     python benchmarks/bench_ppo_iteration.py --profile cpu
 
 Builds a small run dir (data; SFT and reward model with a few steps: their quality does not
-matter for timing), then runs ``girl_lib.ppo.train`` for ``--iterations`` iterations per mode
+matter for timing), then runs ``girl_lib.stages.ppo.loop.train`` for ``--iterations`` iterations per mode
 and reads the ``time/*`` fields it logs (``ppo/log.jsonl``). The share of an iteration spent
 generating is the figure the fast path attacks. Iterations after the first are averaged when
 there are several (the first pays one-off costs).
@@ -34,7 +34,7 @@ def main(argv=None):
 
     from girl_lib.config import apply_overrides
     from girl_lib.pipeline import run_stage
-    from girl_lib.ppo import LOG, train
+    from girl_lib.stages.ppo import LOG, train
 
     rows, results = [], {}
     with tempfile.TemporaryDirectory(prefix="girl-bench-ppo-") as tmp:

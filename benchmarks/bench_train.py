@@ -22,8 +22,8 @@ def main(argv=None):
                 "reward.max_eval_pairs=4", "data.n_seekers=200", "data.n_jobs=100"] + args.set
     cfg = _common.load_profile(args)
 
-    from girl_lib import reward, sft
     from girl_lib.pipeline import run_stage
+    from girl_lib.stages import reward, sft
 
     with tempfile.TemporaryDirectory(prefix="girl-bench-train-") as tmp:
         run_dir = Path(tmp)

@@ -69,11 +69,11 @@ def main(argv=None):
     cfg = _common.load_profile(args)
     py = trl_python(args.venv)
 
+    from girl_lib.generators import load_sft_model
     from girl_lib.pipeline import run_stage
-    from girl_lib.ppo import LOG, train
-    from girl_lib.reward import load_reward_model
-    from girl_lib.sft import load_sft_model
-    from girl_lib.generate import chat_prompt_ids
+    from girl_lib.scoring import load_reward_model
+    from girl_lib.stages.ppo import LOG, train
+    from girl_lib.textgen import chat_prompt_ids
     from girl_lib.world import SYSTEM_PROMPT, load_jsonl, make_prompt
 
     tmp = tempfile.TemporaryDirectory(prefix="girl-bench-trl-")

@@ -3,7 +3,7 @@
     python benchmarks/probe_reward_features.py --profile cpu --run-dir runs/cpu --train-pairs 256 --val-pairs 64
 
 Before training a reward model, ask how much of the answer its base already holds. For each
-``rm_pairs.jsonl`` pair the frozen base LLM reads the two chats (``reward.chat_ids``); features
+``rm_pairs.jsonl`` pair the frozen base LLM reads the two chats (``scoring.chat_ids``); features
 are taken at several layers, pooled two ways (``last``: the last token, Hugging Face's stock
 head; ``response_mean``: the mean over the JD's tokens, :mod:`girl_lib.pooling`), and an
 L2-regularised logistic regression on ``features(jd+) - features(jd-)`` is fitted on the train
@@ -24,18 +24,18 @@ def features(model, tok, rows: list[dict], layers: list[int], batch_size: int, b
     """``{(pooling, layer): [2n, hidden]}``: chosen rows at even, rejected at odd indices."""
     import torch
 
-    from girl_lib import reward
-    from girl_lib.generate import right_pad
+    from girl_lib import scoring
     from girl_lib.pooling import response_header_ids, response_mask
+    from girl_lib.textgen import right_pad
 
     header = response_header_ids(tok)
-    seqs = [reward.chat_ids(tok, r["prompt"], jd) for r in rows for jd in (r["chosen"], r["rejected"])]
+    seqs = [scoring.chat_ids(tok, r["prompt"], jd) for r in rows for jd in (r["chosen"], r["rejected"])]
     out = {(p, layer): [None] * len(seqs) for p in ("last", "response_mean") for layer in layers}
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            ids, mask = right_pad([seqs[i] for i in idx], tok.pad_token_id)  # as reward.score_prompts
+            ids, mask = right_pad([seqs[i] for i in idx], tok.pad_token_id)  # as scoring.score_prompts
             hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
             resp = response_mask(ids, mask, header).unsqueeze(-1)
             for layer in layers:
@@ -74,9 +74,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     cfg = _common.load_profile(args)
 
-    from girl_lib import reward
+    from girl_lib import scoring, training
     from girl_lib.models import load_causal_lm
     from girl_lib.pipeline import run_stage
+    from girl_lib.stages import reward
 
     with tempfile.TemporaryDirectory(prefix="girl-probe-") as tmp:
         run_dir = args.run_dir or Path(tmp)
@@ -88,7 +89,7 @@ def main(argv=None):
     n_layers = model.config.num_hidden_layers
     layers = [int(x) for x in args.layers.split(",") if x] or sorted({max(1, round(n_layers * f)) for f in
                                                                      (0.2, 0.4, 0.6, 0.8, 1.0)})
-    bf16 = bool(reward.reward_precision(cfg)["bf16"])
+    bf16 = bool(training.precision_flags(cfg)["bf16"])
     t0 = time.time()
     f_train = features(model, tok, train, layers, args.batch_size, bf16)
     f_val = features(model, tok, val, layers, args.batch_size, bf16)

@@ -20,9 +20,14 @@ import os
 import sys
 from pathlib import Path
 
+from .config import parse_override_args, resolve_profile
+from .doctor import format_report, run_doctor
 from .errors import EXIT_USAGE, GirlError
-
-STAGE_COMMANDS = ("data", "sft", "reward", "ppo", "genrec", "evaluate")
+from .pipeline import run_all, run_stage
+from .report import write_report
+from .rundir import default_run_dir, ensure_writable
+from .stages.evaluate.recommend import format_recommendation, recommend
+from .world import validate_path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -79,26 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _profile(args):
-    from .config import apply_overrides, parse_override_args, resolve_profile
-
-    overrides = parse_override_args(args.overrides)
-    if args.base_model:
-        overrides["model.base_model"] = args.base_model
-    if args.seed is not None:
-        overrides.update({"seed": args.seed, "data.seed": args.seed, "ppo.seed": args.seed})
-    cfg = resolve_profile(args.profile)
-    return apply_overrides(cfg, overrides)
+    return resolve_profile(args.profile, parse_override_args(args.overrides), base_model=args.base_model,
+                           seed=args.seed)
 
 
 def _run_dir(args, cfg) -> Path:
-    from .rundir import default_run_dir
-
     return Path(args.run_dir) if args.run_dir else default_run_dir(cfg.name)
 
 
 def cmd_doctor(args) -> int:
-    from .doctor import format_report, run_doctor
-
     cfg = _profile(args)
     report = run_doctor(cfg.model, load_model=not args.no_model)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
@@ -109,10 +103,6 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .pipeline import run_all
-    from .report import write_report
-    from .rundir import ensure_writable
-
     cfg = _profile(args)
     run_dir = ensure_writable(_run_dir(args, cfg))
     run_all(cfg, run_dir, force=args.force)
@@ -125,7 +115,6 @@ def cmd_data(args) -> int:
     if args.action == "validate":
         if not args.path:
             raise GirlError("usage: girl data validate PATH (a .jsonl file or a data folder)")
-        from .world import validate_path
 
         counts = validate_path(Path(args.path))
         print(json.dumps({"valid": True, "path": args.path, "counts": counts}, indent=2, sort_keys=True))
@@ -134,20 +123,12 @@ def cmd_data(args) -> int:
 
 
 def cmd_stage(args) -> int:
-    from .pipeline import run_stage
-
     cfg = _profile(args)
-    if getattr(args, "algo", "ppo") != "ppo":  # TRL's GRPO/RLOO as comparison arms, into <run-dir>/<algo>/
-        from .grpo import run_stage as run_arm
-
-        manifest = run_arm(cfg, _run_dir(args, cfg), args.algo, force=args.force)
-        print(json.dumps(manifest.get("result", {}), indent=2, sort_keys=True, default=str))
-        return 0
-    manifest = run_stage(args.command, cfg, _run_dir(args, cfg), force=args.force)
+    # `girl ppo --algo grpo|rloo`: TRL's GRPO/RLOO as comparison arms, into <run-dir>/<algo>/
+    name = args.algo if getattr(args, "algo", "ppo") != "ppo" else args.command
+    manifest = run_stage(name, cfg, _run_dir(args, cfg), force=args.force)
     print(json.dumps(manifest.get("result", {}), indent=2, sort_keys=True, default=str))
     if args.command == "evaluate":
-        from .report import write_report
-
         print(f"[girl] report: {write_report(_run_dir(args, cfg), cfg.name).resolve()}")
     return 0
 
@@ -159,8 +140,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from .evaluation import format_recommendation, recommend
-
     cv = Path(args.cv)
     if not cv.is_file():
         raise GirlError(f"CV file '{cv}' does not exist")

@@ -1,11 +1,10 @@
 """Profiles: every size, step count and hyper-parameter of the kit, defined in one place.
 
-A profile is a :class:`Profile` made of one dataclass per stage. Three named profiles exist
-(DESIGN §3):
+A profile is a :class:`Profile` made of one dataclass per stage. Three named profiles exist:
 
 * ``smoke`` — tiny random-weight LLaMA on the real SmolLM2 tokenizer, tens of examples; every
   notebook and CLI stage runs in seconds. Used by CI and nbmake.
-* ``cpu``   — the embedded SmolLM2-135M-Instruct, sized for a 2-core laptop CPU (~30 min in all).
+* ``cpu``   — the embedded SmolLM2-135M-Instruct, sized for a 2-core laptop CPU (about half an hour).
 * ``gpu``   — bigger data and more steps on one GPU, bf16 where supported.
 
 ``auto`` resolves to ``gpu`` when CUDA is available and to ``cpu`` otherwise.
@@ -72,17 +71,16 @@ class LoraConfig:
 
 @dataclass
 class SFTConfig:
-    # cpu: 384 examples x ~255 tokens (one epoch, 48 steps). Measured on 2 cores: LoRA on the
-    # attention only at lr 5e-4 left eval loss at 2.21 and 3 % of JDs parseable; LoRA on every
-    # linear layer at lr 1e-3 reaches eval loss 1.52 and 100 % parseable JDs in the same steps.
+    # cpu: one epoch over 384 examples. LoRA on every linear layer at lr 1e-3: attention-only
+    # LoRA learned far too little in the same steps (docs/results.md, SFT).
     max_train_examples: int = 384
     max_eval_examples: int = 64
     num_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides num_epochs
     learning_rate: float = 1e-3
-    # 4 x 2 accumulation steps = 8 per update. Measured on the cpu profile (2 threads, quiet):
-    # batch 8 x 1 peaked at 8.8 GiB RSS (logits of 8 x 384 x 49k vocab and their gradient) with
-    # 10.1 min of training; 4 x 2 peaks at 6.1 GiB, trains in 8.5 min, same eval loss (1.51 vs 1.52).
+    # 4 x 2 accumulation steps = 8 examples per update: the logits of a batch (b x 384 x 49k vocab)
+    # and their gradient dominate memory, so a smaller batch with accumulation keeps the same
+    # update in less RAM (docs/results.md, SFT).
     batch_size: int = 4
     grad_accum: int = 2
     max_length: int = 384
@@ -101,8 +99,8 @@ class RewardConfig:
     batch_size: int = 8
     max_length: int = 384
     # How a sequence becomes one score (girl_lib.pooling): "last" = Hugging Face's last-token
-    # head; "response_mean" = the head on every JD token, averaged (a linear probe on frozen
-    # SmolLM2 features: 0.48 vs 0.73 held-out pairwise accuracy at the top layer).
+    # head; "response_mean" = the head on every JD token, averaged, which ranks far better on
+    # this model (docs/results.md, reward model).
     pooling: str = "response_mean"
     num_layers: int = 0  # keep only the base's first N layers (0 = all)
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -110,28 +108,27 @@ class RewardConfig:
 
 @dataclass
 class GenerationConfig:
-    # The world's JDs are ~100 tokens (p99 131, max 138 with the closing <|im_end|>).
+    # Room for the world's longest JD with its closing <|im_end|>.
     max_new_tokens: int = 144
     batch_size: int = 16
     temperature: float = 0.7
-    # The fast path (girl_lib.generate): weights in bf16 while generating where the CPU/GPU computes
+    # The fast path (girl_lib.textgen): weights in bf16 while generating where the CPU/GPU computes
     # bf16 natively (fp16 on a T4); "off" = the model as loaded, exactly on-policy for PPO.
     fast_dtype: str = "auto"  # auto | off | bfloat16 | float16
     num_threads: int = 0  # torch threads while generating; 0 = torch's setting (1 helps on a busy CPU)
-    # Same maths, less waste (girl_lib.generate): one-token attention as two small matmuls, LoRA
+    # Same maths, less waste (girl_lib.textgen): one-token attention as two small matmuls, LoRA
     # merged into W while generating, inverse-CDF sampling instead of torch.multinomial.
     fast_decode: bool = True
 
 
 @dataclass
 class PPOConfig:
-    # cpu: one iteration (16 rollouts, 2 epochs) is ~1.5-2 min on 2 cores; 8 fit the ~15 min budget
+    # cpu: sized so the stage fits about a quarter of the pipeline's time (docs/results.md, PPO)
     iterations: int = 8
     rollout_batch_size: int = 16  # per process: each process samples its own rollouts
     minibatch_size: int = 8
-    # Rows per forward/backward inside a minibatch (gradients accumulate: same update). Measured,
-    # full cpu stage: 8 peaked at 7.8 GiB RSS (logits of 8 x 144 x 49k vocab, their gradient);
-    # 4 peaks at 5.0 GiB, the stage takes 9.4 min instead of 10.9, same val acceptance (34 %).
+    # Rows per forward/backward inside a minibatch (gradients accumulate: the same update). The
+    # logits of a micro-batch (rows x 144 x 49k vocab) and their gradient set the peak memory.
     micro_batch_size: int = 4
     ppo_epochs: int = 2
     learning_rate: float = 2e-4  # the policy's LoRA (few iterations: a LoRA needs a larger step than full fine-tuning)
@@ -164,9 +161,8 @@ class PPOConfig:
 
 @dataclass
 class EvalConfig:
-    # cpu: greedy JDs of ~100 tokens (zero-shot often runs to max_new_tokens) at ~40-60 tokens/s
-    # on 2 quiet cores. 40 test seekers x 3 arms + 72 more JDs for the matching model = 192 JDs,
-    # ~20k tokens: about 6-8 minutes in all (measured only under load; see the README).
+    # cpu: every arm writes a greedy JD per test seeker, plus JDs for the matching model's
+    # seekers; generation is most of the stage's time (docs/results.md, evaluation).
     max_test_seekers: int = 40  # held-out test seekers every arm writes a JD for (-1: all of them)
     arms: tuple[str, ...] = ()  # which arms to evaluate; empty: every arm found in the run dir
     embedder: str = "minilm"  # minilm (all-MiniLM-L6-v2, offline wheel) | hashing (cheap, for smoke)
@@ -199,7 +195,7 @@ class GenRecConfig:
     max_history: int = 5
     exclude_history: bool = True  # never recommend an item already in the history (every method)
     # GenRec: LoRA SFT as in the paper (r=8, alpha=16, q/v projections), then beam search.
-    # cpu sizing, measured on a shared 2-core machine: see README (GenRec section).
+    # cpu sizing: docs/results.md (GenRec).
     max_train_examples: int = 256  # sampled (seeded) from the leave-one-out train examples
     max_test_users: int = 50  # every method is scored on the same first users
     num_epochs: float = 1.0
@@ -217,7 +213,7 @@ class GenRecConfig:
     sasrec_layers: int = 2
     sasrec_heads: int = 2
     sasrec_dropout: float = 0.2
-    sasrec_epochs: int = 40  # cpu: ~15 s on one thread
+    sasrec_epochs: int = 40
     sasrec_learning_rate: float = 3e-3
 
 
@@ -267,10 +263,9 @@ def _cpu() -> Profile:
     return Profile(
         name="cpu",
         device="cpu",
-        # Reward model sized for ~5 min on 2 cores (measured, girl_lib.pooling): the head averages
-        # over the JD's tokens; only the first 12 of SmolLM2's 30 layers are kept (mid-network
-        # features rank best, and every PPO score gets 2.5x cheaper); LoRA on their top 8, a high
-        # lr for 64 steps of 8 pairs; bf16 autocast where the CPU computes it natively.
+        # The reward model (docs/results.md, reward model): the head averages over the JD's
+        # tokens; only the first 12 of SmolLM2's 30 layers are kept (mid-network features rank
+        # best, and every PPO score gets cheaper); LoRA on their top 8, a high lr for few steps.
         reward=RewardConfig(max_train_pairs=512, max_eval_pairs=160, learning_rate=5e-3, num_layers=12,
                             lora=LoraConfig(target_modules=tuple(
                                 f"layers.{i}.self_attn.{m}" for i in range(4, 12)
@@ -386,6 +381,23 @@ def parse_override_args(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def resolve_profile(name: str = "auto", overrides: Mapping[str, Any] | None = None) -> Profile:
-    """The profile called ``name`` (``auto`` resolved) with ``overrides`` applied."""
-    return apply_overrides(_FACTORIES[resolve_name(name)](), overrides)
+def resolve_profile(name: str = "auto", overrides: Mapping[str, Any] | None = None, *,
+                    base_model: str | None = None, seed: int | None = None, check_device: bool = True) -> Profile:
+    """The profile called ``name`` (``auto`` resolved) with ``overrides`` applied.
+
+    The one resolver behind the CLI, the notebooks, the benchmarks and every ``python -m``
+    entry point. ``base_model`` sets ``model.base_model``; ``seed`` sets every seed of the
+    profile (``seed``, ``data.seed``, ``ppo.seed``). A profile that asks for CUDA on a machine
+    without it is refused with the fix, never silently moved to the CPU (``check_device=False``
+    only reads the profile, e.g. to compare sizes).
+    """
+    overrides = dict(overrides or {})
+    if base_model:
+        overrides["model.base_model"] = base_model
+    if seed is not None:
+        overrides.update({"seed": seed, "data.seed": seed, "ppo.seed": seed})
+    cfg = apply_overrides(_FACTORIES[resolve_name(name)](), overrides)
+    if check_device and cfg.device == "cuda" and not cuda_available():
+        raise GirlError(f"profile '{cfg.name}' runs on CUDA, and this machine has none; use --profile cpu "
+                        "(or auto), or --set device=cpu to run the same sizes on the CPU")
+    return cfg

@@ -11,6 +11,7 @@ import platform
 import sys
 import time
 
+from . import models
 from .config import ModelConfig
 
 # distribution name -> required? (optional ones are reported, never a problem)
@@ -50,7 +51,6 @@ def device_info() -> dict:
 
 def run_doctor(model_cfg: ModelConfig | None = None, load_model: bool = True) -> dict:
     """Collect the report. Never raises for a missing piece: it lands in ``problems``."""
-    from . import models
 
     report: dict = {
         "python": platform.python_version(),

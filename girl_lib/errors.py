@@ -20,11 +20,3 @@ class DataError(GirlError):
         where = self.path if line is None else f"{self.path}:{line}"
         what = f" field '{field}'" if field else ""
         super().__init__(f"{where}:{what} {message}".replace(": ", ": ", 1))
-
-
-class NotBuiltError(GirlError):
-    """A stage of the kit that is not implemented yet. Never a fake success."""
-
-    def __init__(self, stage: str, issue: str = ""):
-        hint = f" (tracked in {issue})" if issue else ""
-        super().__init__(f"'girl {stage}' is not built yet{hint}; nothing was run")

@@ -47,7 +47,6 @@ PAD_TOKEN = "<|endoftext|>"
 @dataclass(frozen=True)
 class ModelSource:
     """Where a base model comes from: ``kind`` is embedded | tiny | local | hub."""
-
     spec: str
     kind: str
     path: str  # a local directory for embedded/tiny/local, the hub id for hub

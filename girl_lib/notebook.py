@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import sys
 from pathlib import Path
 
 from .config import Profile, resolve_profile
@@ -16,10 +15,6 @@ from .rundir import default_run_dir, ensure_writable
 from .seeding import set_seed
 
 SHOWN = ("torch", "transformers", "trl", "peft", "accelerate", "girl-kit")
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules
 
 
 def find_repo_root(start: Path | None = None) -> Path:
@@ -51,8 +46,6 @@ def setup(profile: str = "smoke", overrides: dict | None = None, run_dir: str | 
     import torch
 
     cfg = resolve_profile(profile, overrides)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        cfg.device = "cpu"
     run_dir = Path(run_dir) if run_dir else find_repo_root() / default_run_dir(cfg.name)
     ensure_writable(run_dir)
     set_seed(cfg.seed)

@@ -19,12 +19,11 @@ from collections import Counter
 from statistics import mean
 
 from .metrics import skill_scores
+from .world import Oracle
 
 
 def score_all(seekers: list[dict], jd_texts: list[str], oracle=None) -> list:
     """One :class:`~girl_lib.world.oracle.OracleScore` per (seeker, JD) pair."""
-    from .world import Oracle
-
     if len(seekers) != len(jd_texts):
         raise ValueError(f"{len(seekers)} seekers but {len(jd_texts)} JDs")
     oracle = oracle or Oracle()

@@ -1,101 +1,109 @@
 """The stages of the kit, in order, and how ``girl run`` chains them.
 
-Each stage is a function ``run(cfg, run_dir) -> dict`` (the dict is a small summary, stored in
-the stage's ``manifest.json``) named by an import path, so that importing this module stays
-cheap. A stage whose ``target`` is ``None`` is not built yet: invoking it raises
-:class:`~girl_lib.errors.NotBuiltError` (exit 2), never a fake success.
+Each stage is a function ``run(cfg, run_dir) -> dict``; the dict is a small summary stored in
+the stage's ``manifest.json``. This module sits above every stage: it imports them, and none
+imports it back. It is also the one place that decides whether a stage runs (its output is
+not complete, or ``--force``) and marks it complete afterwards.
+
+Under a multi-process launcher (``torchrun --nproc_per_node 2 -m girl_lib.cli ppo ...``) every
+process runs the stage function; only rank 0 touches the manifest.
 """
 from __future__ import annotations
 
-import importlib
+import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
-from .config import Profile
-from .errors import GirlError, NotBuiltError
-from .rundir import clear_manifest, ensure_writable, is_complete, read_manifest, write_manifest
+from .config import Profile, apply_overrides
+from .rundir import clear_manifest, ensure_writable, is_complete, link_stages, read_manifest, stage_dir, write_manifest
+from .stages import data, reward, sft
+from .stages.evaluate import stage as evaluate
+from .stages.genrec import stage as genrec
+from .stages.ppo import grpo_rloo
+from .stages.ppo import stage as ppo
+from .stages.ppo.checkpoint import read_log
 
 
 @dataclass(frozen=True)
 class Stage:
-    name: str  # CLI subcommand and folder name under the run dir
-    folder: str
-    target: str | None  # "module:function" or None when not built yet
-    issue: str
-    needs: tuple[str, ...] = ()
-
-    @property
-    def built(self) -> bool:
-        return self.target is not None
-
-    def function(self) -> Callable[[Profile, Path], dict]:
-        if self.target is None:
-            raise NotBuiltError(self.name, self.issue)
-        module, func = self.target.split(":")
-        return getattr(importlib.import_module(module), func)
+    name: str  # the CLI command; its folder is rundir.STAGE_FOLDERS[name]
+    run: Callable[[Profile, Path], dict]
+    in_run: bool = True  # part of `girl run`; the comparison arms (grpo, rloo) are not
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("data", "data", "girl_lib.pipeline:data_stage", "issue #3"),
-    Stage("sft", "sft", "girl_lib.sft:run_stage", "issue #4", needs=("data",)),
-    Stage("reward", "reward", "girl_lib.reward:run_stage", "issue #5", needs=("data",)),
-    Stage("ppo", "ppo", "girl_lib.ppo:run_stage", "issue #6", needs=("sft", "reward")),
-    Stage("genrec", "genrec", "girl_lib.genrec:run_stage", "issue #8", needs=("data",)),
-    Stage("evaluate", "eval", "girl_lib.evaluation:run_stage", "issue #7", needs=("data",)),
+    Stage("data", data.run_stage),
+    Stage("sft", sft.run_stage),
+    Stage("reward", reward.run_stage),
+    Stage("ppo", ppo.run_stage),
+    Stage("grpo", partial(grpo_rloo.run_stage, algo="grpo"), in_run=False),
+    Stage("rloo", partial(grpo_rloo.run_stage, algo="rloo"), in_run=False),
+    Stage("genrec", genrec.run_stage),
+    Stage("evaluate", evaluate.run_stage),
 )
 STAGE_BY_NAME = {s.name: s for s in STAGES}
 
 
-def data_stage(cfg: Profile, run_dir: Path) -> dict:
-    """``girl data``: the synthetic recruiting world into ``<run_dir>/data`` (see girl_lib.world)."""
-    from .world import build_dataset
-
-    counts = build_dataset(cfg.data, stage_dir(run_dir, "data"))
-    manifest = read_manifest(stage_dir(run_dir, "data")) or {}
-    return {"counts": counts, "acceptance_rate": manifest.get("acceptance_rate")}
-
-
-def stage_dir(run_dir: Path, stage: Stage | str) -> Path:
-    stage = STAGE_BY_NAME[stage] if isinstance(stage, str) else stage
-    return Path(run_dir) / stage.folder
-
-
-def require_complete(run_dir: Path, name: str) -> Path:
-    """The folder of stage ``name`` if it is complete, else a one-line error naming the fix."""
-    out = stage_dir(run_dir, name)
-    if not is_complete(out):
-        raise GirlError(f"stage '{name}' has no complete output in {out}; run 'girl {name}' "
-                        "with the same --profile/--run-dir first (or 'girl run')")
-    return out
+def _rank() -> int:
+    """This process's rank under torchrun/accelerate (0 when not launched by one)."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def run_stage(name: str, cfg: Profile, run_dir: Path, force: bool = False, log=print) -> dict:
-    """Run one stage unless its output is complete. Returns its manifest."""
+    """Run one stage unless its output is complete (or ``force``). Returns its manifest."""
     stage = STAGE_BY_NAME[name]
-    func = stage.function()  # raises NotBuiltError first, before touching the disk
-    ensure_writable(run_dir)
-    out = stage_dir(run_dir, stage)
+    out = stage_dir(run_dir, name)
+    main = _rank() == 0
+    say = log if main else (lambda *a, **k: None)
     if is_complete(out) and not force:
-        log(f"[girl] {name}: complete in {out}, skipped (use --force to redo)")
+        say(f"[girl] {name}: complete in {out}, skipped (use --force to redo)")
         return read_manifest(out) or {}
-    clear_manifest(out)  # from here on the folder is incomplete until the manifest is rewritten
-    out.mkdir(parents=True, exist_ok=True)
-    log(f"[girl] {name}: running (profile {cfg.name}) -> {out}")
+    if main:
+        ensure_writable(run_dir)
+        clear_manifest(out)  # from here on the folder is incomplete until the manifest is rewritten
+        out.mkdir(parents=True, exist_ok=True)
+    say(f"[girl] {name}: running (profile {cfg.name}) -> {out}")
     t0 = time.time()
-    result = func(cfg, Path(run_dir))
+    result = stage.run(cfg, Path(run_dir))
+    if not main:
+        return {"result": result}
     manifest = write_manifest(out, name, cfg.name, time.time() - t0, result)
-    log(f"[girl] {name}: done in {manifest['seconds']:.1f} s")
+    say(f"[girl] {name}: done in {manifest['seconds']:.1f} s")
     return manifest
 
 
 def run_all(cfg: Profile, run_dir: Path, force: bool = False, log=print) -> dict[str, dict]:
-    """Run every built stage in order; list the ones not built yet. Returns manifests by stage."""
-    done: dict[str, dict] = {}
-    for stage in STAGES:
-        if not stage.built:
-            log(f"[girl] {stage.name}: not built yet ({stage.issue}), skipped")
-            continue
-        done[stage.name] = run_stage(stage.name, cfg, run_dir, force=force, log=log)
-    return done
+    """Run every stage of ``girl run`` in order. Returns the manifests by stage name."""
+    return {s.name: run_stage(s.name, cfg, run_dir, force=force, log=log) for s in STAGES if s.in_run}
+
+
+def beta_sweep(cfg: Profile, run_dir: Path, betas: Sequence[float], overrides: dict | None = None,
+               force: bool = False, log=print) -> list[dict]:
+    """One PPO run per KL coefficient β, into ``<run_dir>/beta_sweep/beta_<β>/``.
+
+    Each sub-run dir links (or copies) the complete ``data``, ``sft`` and ``reward`` stages of
+    ``run_dir``, so only PPO runs again. ``overrides`` (e.g. fewer iterations) apply to every
+    run. Returns, per β, the last iteration's rollout KL, score and oracle acceptance plus the
+    held-out PPO-vs-SFT figures: the reward-KL trade-off of chapter 04.
+    """
+    results = []
+    for beta in betas:
+        sub = Path(run_dir) / "beta_sweep" / f"beta_{beta:g}"
+        link_stages(run_dir, sub, ("data", "sft", "reward"))
+        cfg_b = apply_overrides(cfg, {**(overrides or {}), "ppo.kl_coef": beta, "ppo.adaptive_kl_target": None})
+        manifest = run_stage("ppo", cfg_b, sub, force=force, log=log)
+        last = read_log(sub)[-1]
+        ev = manifest["result"]
+        results.append({
+            "beta": beta, "run_dir": str(sub),
+            "kl": last["objective/kl"], "score": last["objective/scores"], "rlhf_reward": last["objective/rlhf_reward"],
+            "oracle_accept_rate": last["oracle/accept_rate"],
+            "eval_kl_exact": ev.get("kl_exact_eval"),
+            "eval_rm_score": ev.get("ppo_rm_score"),
+            "eval_accept_rate": ev.get("ppo_accept_rate"),
+            "eval_accept_rate_gain": ev.get("accept_rate_gain"),
+        })
+    return results

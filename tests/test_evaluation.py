@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from girl_lib import arms, evaluation, grounding, judge, matching
+from girl_lib.stages.evaluate import report as eval_report
+from girl_lib import generators
+from girl_lib.stages.evaluate import grounding, judge, matching
+from girl_lib.stages.evaluate import stage as evaluation
 from girl_lib.embed import HashingEmbedder, cosine_rows, normalize_rows
 from girl_lib.errors import GirlError
 
@@ -180,7 +183,7 @@ def test_hashing_embedder_is_deterministic_and_unit_length():
     e = HashingEmbedder()
     x = e.encode(["python cloud engineer berlin", "python cloud engineer berlin", "nurse in lisbon", ""])
     assert x.shape == (4, e.dim) and np.allclose(np.linalg.norm(x[:3], axis=1), 1)
-    assert np.allclose(x[0], x[1]) and not x[3].any()
+    assert np.array_equal(x[0], x[1]) and not x[3].any()  # same text, same computation: exact
     assert cosine_rows(x[:1], x[1:2])[0] == pytest.approx(1) and cosine_rows(x[:1], x[2:3])[0] < 0.9
 
 
@@ -243,17 +246,17 @@ def fake_stage(run_dir: Path, arm: str):
 
 
 def test_arms_found_and_best_arm_order(tmp_path):
-    assert arms.available_arms(tmp_path) == ["zero_shot"]
+    assert generators.trained_generators(tmp_path) == ["zero_shot"]
     with pytest.raises(GirlError, match="no trained generator"):
-        arms.best_arm(tmp_path)
+        generators.best_generator(tmp_path)
     fake_stage(tmp_path, "grpo")
-    assert arms.available_arms(tmp_path) == ["zero_shot"]  # an RL arm needs the SFT adapter under it
+    assert generators.trained_generators(tmp_path) == ["zero_shot"]  # an RL arm needs the SFT adapter under it
     fake_stage(tmp_path, "sft")
-    assert arms.best_arm(tmp_path) == "grpo" and arms.available_arms(tmp_path) == ["zero_shot", "sft", "grpo"]
+    assert generators.best_generator(tmp_path) == "grpo" and generators.trained_generators(tmp_path) == ["zero_shot", "sft", "grpo"]
     fake_stage(tmp_path, "ppo")
-    assert arms.best_arm(tmp_path) == "ppo"
+    assert generators.best_generator(tmp_path) == "ppo"
     (tmp_path / "ppo" / "manifest.json").unlink()  # an interrupted PPO run does not count
-    assert arms.best_arm(tmp_path) == "grpo"
+    assert generators.best_generator(tmp_path) == "grpo"
 
 
 def test_text_metrics_through_evaluate_by_hand():
@@ -268,13 +271,12 @@ def test_text_metrics_through_evaluate_by_hand():
 def evaluated(smoke_cfg, smoke_run, tmp_path_factory):
     """A private smoke run dir with data, sft, reward and ppo complete, then evaluated."""
     from girl_lib.pipeline import run_stage
-    from girl_lib.ppo import _link_or_copy
+    from girl_lib.rundir import link_stages
 
     for stage in ("sft", "reward"):
         run_stage(stage, smoke_cfg, smoke_run, log=lambda *a: None)
     run_dir = tmp_path_factory.mktemp("eval-run")
-    for stage in ("data", "sft", "reward"):
-        _link_or_copy(smoke_run / stage, run_dir / stage)
+    link_stages(smoke_run, run_dir, ("data", "sft", "reward"))
     run_stage("ppo", smoke_cfg, run_dir, log=lambda *a: None)
     manifest = run_stage("evaluate", smoke_cfg, run_dir, log=lambda *a: None)
     return run_dir, manifest
@@ -289,7 +291,7 @@ def test_metrics_json_schema(evaluated, smoke_cfg):
     assert m["n_test_seekers"] == smoke_cfg.eval.max_test_seekers
     for arm in m["arms"]:
         row = m["quality"][arm]
-        assert set(evaluation.QUALITY_KEYS) <= set(row) and row["n"] == m["n_test_seekers"]
+        assert set(eval_report.QUALITY_KEYS) <= set(row) and row["n"] == m["n_test_seekers"]
         assert row["rm_score"] is not None  # the reward model is trained in this run dir
         saved = json.loads((run_dir / "eval" / "texts" / f"{arm}.json").read_text())["by_seeker"]
         assert set(m["test_seeker_ids"]) <= set(saved)
@@ -304,7 +306,7 @@ def test_metrics_json_schema(evaluated, smoke_cfg):
             assert set(mt[model][fs]) == {"test", "cold"}
     k = smoke_cfg.eval.top_k
     assert set(m["grounding"]["by_query"]) == {"cv", "zero_shot", "sft", "ppo"} and m["grounding"]["k"] == k
-    for name in evaluation.PLOTS.values():
+    for name in eval_report.PLOTS.values():
         assert (run_dir / "eval" / name).stat().st_size > 1000
     assert manifest["result"]["ppo_two_sided_rate"] == m["quality"]["ppo"]["two_sided_rate"]
 
@@ -317,7 +319,7 @@ def test_evaluation_reuses_saved_texts_and_can_use_an_endpoint_judge(evaluated, 
     def no_generation(*a, **k):
         raise AssertionError("texts were saved: nothing should be generated again")
 
-    monkeypatch.setattr(arms, "generate_jds", no_generation)
+    monkeypatch.setattr(evaluation, "generate_jds", no_generation)
     cfg = apply_overrides(smoke_cfg, {"eval.judge_url": stub_server, "eval.judge_pairs": 2})
     m = evaluation.run_evaluation(cfg, run_dir, log=lambda *a: None)
     assert m["judge"]["kind"] == "endpoint" and len(StubChat.requests) == 3 * 2 * 2  # 3 pairs of arms, 2 seekers, 2 orders
@@ -351,9 +353,9 @@ def test_recommend_cli_on_a_sample_cv(evaluated, tmp_path):
 
 def test_recommend_without_a_trained_generator_exits_2(smoke_run, tmp_path):
     from girl_lib.cli import main
-    from girl_lib.ppo import _link_or_copy
+    from girl_lib.rundir import link_stages
 
-    _link_or_copy(smoke_run / "data", tmp_path / "data")
+    link_stages(smoke_run, tmp_path, ("data",))
     cv = tmp_path / "cv.txt"
     cv.write_text("Data analyst in Paris.")
     proc = subprocess.run([sys.executable, "-m", "girl_lib.cli", "recommend", "--profile", "smoke", "--run-dir",
@@ -369,5 +371,10 @@ def test_minilm_loads_offline_and_ranks_by_meaning():
     e = load_embedder("minilm")
     x = e.encode(["Senior Python developer, backend services", "Backend software engineer writing Python",
                   "Nurse for the night shift in a hospital"])
-    assert x.shape == (3, 384) and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
+    # float32 unit vectors, their norms recomputed over 384 terms: a few ulps of 1, 384 times
+    # (an unnormalised embedding is off by O(1))
+    from conftest import fp_tol
+
+    assert x.shape == (3, 384) and np.allclose(np.linalg.norm(x, axis=1), 1, rtol=0,
+                                               atol=fp_tol(np.float32, 1.0, n_terms=x.shape[1]))
     assert x[0] @ x[1] > x[0] @ x[2] + 0.2

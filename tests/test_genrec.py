@@ -1,4 +1,4 @@
-"""GenRec (issue #8): the split, the prompt, ranking metrics, the baselines, the MovieLens loader,
+"""GenRec: the split, the prompt, ranking metrics, the baselines, the MovieLens loader,
 beam search (free and constrained to the catalogue) and the stage, on the smoke profile."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from girl_lib import genrec
+from girl_lib.stages.genrec import stage as genrec
 from girl_lib.config import apply_overrides
 from girl_lib.errors import DataError, GirlError
-from girl_lib.seqrec import (Example, Markov, Popularity, SASRecRecommender, from_records, hr_curve, job_names,
+from girl_lib.stages.genrec.sequences import (Example, Markov, Popularity, SASRecRecommender, from_records, hr_curve, job_names,
                              leave_one_out, load_movielens, load_movielens_data, rank_metrics, unique_names)
 
 
@@ -70,7 +70,7 @@ def test_job_names_are_title_at_company_and_unique():
 
 
 def test_world_items_are_named_uniquely(smoke_run):
-    from girl_lib.seqrec import load_world_sequences
+    from girl_lib.stages.genrec.sequences import load_world_sequences
 
     data = load_world_sequences(smoke_run / "data")
     assert len(set(data.names.values())) == len(data.names)

@@ -1,4 +1,4 @@
-"""Unit tests of girl_lib.ppo_core against numbers worked out by hand."""
+"""Unit tests of girl_lib.stages.ppo.core against numbers worked out by hand."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from girl_lib.ppo_core import (
+from girl_lib.stages.ppo.core import (
     AdaptiveKLController,
     FixedKLController,
     compute_gae,
@@ -24,11 +24,20 @@ from girl_lib.ppo_core import (
     value_loss,
 )
 
+from conftest import fp_tol
+
 T = torch.tensor
 
 
-def close(a, b, tol=1e-6):
-    return torch.allclose(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64), atol=tol)
+def close(a, b, magnitude=1.0, n_terms=1):
+    """``a`` (computed in float32) equals the hand value ``b`` up to float32 rounding.
+
+    :func:`fp_tol` at the larger of ``|b|`` and ``magnitude`` (the size of the terms summed, the
+    floor where they cancel; the hand inputs here are O(1)), over ``n_terms`` terms.
+    """
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    scale = max(magnitude, float(b.abs().max()))
+    return torch.allclose(a, b, rtol=0, atol=fp_tol(torch.float32, scale, n_terms=n_terms))
 
 
 # --------------------------------------------------------------------------------------------
@@ -50,18 +59,21 @@ def test_masked_whiten_mean0_var1_over_mask_and_padding_excluded():
     x = T([[1.0, 2.0, 3.0, 1000.0], [4.0, 6.0, -50.0, 77.0]])
     mask = T([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.float32)
     w = masked_whiten(x, mask)
-    assert close(masked_mean(w, mask), 0.0, 1e-5)
-    assert close(masked_var(w, mask), 1.0, 1e-4)
+    # 5 real values: means and variances sum 5 terms of the inputs' size (x up to 6: 6/σ ≈ 3.1 in
+    # whitened units, its square ≈ 9.7); a padding value leaking in would move these by O(1).
+    n, big = 5, float(x[mask == 1].abs().max())
+    assert close(masked_mean(w, mask), 0.0, magnitude=big / math.sqrt(3.7), n_terms=n)
+    assert close(masked_var(w, mask), 1.0, magnitude=big ** 2 / 3.7, n_terms=n)
     assert torch.all(w[mask == 0] == 0)
     # hand: real values 1,2,3,4,6 -> mean 3.2; sq dev 4.84,1.44,0.04,0.64,7.84 = 14.8; var 14.8/4 = 3.7
-    assert close(w[0, 0], (1 - 3.2) / math.sqrt(3.7 + 1e-8), 1e-5)
+    assert close(w[0, 0], (1 - 3.2) / math.sqrt(3.7 + 1e-8), magnitude=big, n_terms=n)
     # padding values do not matter
     x2 = x.clone()
     x2[mask == 0] = -123.0
     assert torch.equal(masked_whiten(x2, mask), w)
     # shift_mean=False keeps the mean: only rescales
     w_keep = masked_whiten(x, mask, shift_mean=False)
-    assert close(masked_mean(w_keep, mask), 3.2, 1e-5)
+    assert close(masked_mean(w_keep, mask), 3.2, magnitude=big, n_terms=n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,9 +216,12 @@ def test_logprobs_temperature_scaling():
     labels = torch.randint(0, 7, (2, 3), generator=g)
     for temp in (1.0, 0.7, 2.0):
         expected = torch.log_softmax(logits / temp, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        assert close(logprobs_from_logits(logits, labels, temperature=temp), expected, 1e-5)
-    # T matters: scoring T=0.7 samples at T=1 gives different numbers
-    assert not close(logprobs_from_logits(logits, labels, 0.7), logprobs_from_logits(logits, labels, 1.0), 1e-3)
+        # log-softmax: |logit|/T against a logsumexp of 7 terms
+        scale = float(logits.abs().max()) / temp + math.log(7)
+        assert close(logprobs_from_logits(logits, labels, temperature=temp), expected, scale, n_terms=7)
+    # T matters: scoring T=0.7 samples at T=1 gives different numbers (by O(1), not by rounding)
+    scale = float(logits.abs().max()) / 0.7 + math.log(7)
+    assert not close(logprobs_from_logits(logits, labels, 0.7), logprobs_from_logits(logits, labels, 1.0), scale, 7)
     with pytest.raises(ValueError):
         logprobs_from_logits(logits, labels, temperature=0.0)
 
@@ -218,7 +233,8 @@ def test_entropy_from_logits():
     g = torch.Generator().manual_seed(2)
     z = torch.randn(5, 11, generator=g) * 10
     p = torch.softmax(z.double(), -1)
-    assert close(entropy_from_logits(z), -(p * p.log()).sum(-1), 1e-4)
+    # float32 logsumexp(z) - Σ p·z: a difference of two numbers of size max|z|, 11 terms each
+    assert close(entropy_from_logits(z), -(p * p.log()).sum(-1), float(z.abs().max()), n_terms=11)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
-"""The kit's metrics, all offline (DESIGN §7).
+"""The kit's metrics, all offline (no hub download at run time).
 
 * ``load_metric("rouge" | "bleu")`` — Hugging Face ``evaluate`` modules, loaded from the
   scripts shipped in this package (``rouge/rouge.py``, ``bleu/bleu.py``) instead of the Hub.
 * :func:`rouge_l`, :func:`bleu` — the same scorers as plain functions returning one float.
 * :mod:`.ranking` — HR@K and NDCG@K, one target (GenRec) or several (grounding).
-* :mod:`.text` — distinct-n, skill precision/recall/hallucination, AUC, log loss.
+* :mod:`.scores` — distinct-n, skill precision/recall/hallucination, AUC, log loss.
 
 Importing this package is cheap: ``evaluate``, ``rouge-score`` and ``sacrebleu`` are imported
 on first use.
@@ -16,7 +16,7 @@ from typing import Any
 
 from .overlap import bleu, rouge_l
 from .ranking import hit_rate_at_k, hit_rate_at_k_multi, ndcg_at_k, ndcg_at_k_multi
-from .text import binary_auc, distinct_n, log_loss, pairwise_auc, skill_scores
+from .scores import binary_auc, distinct_n, log_loss, pairwise_auc, skill_scores
 
 __all__ = [
     "LOCAL_METRICS",

@@ -1,4 +1,4 @@
-"""The synthetic recruiting world (DESIGN §5): real ESCO occupations and skills, synthetic
+"""The synthetic recruiting world: real ESCO occupations and skills, synthetic
 seekers and jobs, two sides with different preferences, and a ground-truth oracle.
 
 Typical use::
@@ -10,13 +10,11 @@ Typical use::
 """
 from .build import build_dataset, world_records
 from .generate import World, generate_world
-from .io import (FILES, KINDS, MANIFEST, SCHEMAS, infer_kind, is_complete, load_jsonl,
-                 load_split,
+from .io import (FILES, KINDS, MANIFEST, SCHEMAS, infer_kind, is_complete, load_jsonl, load_split,
                  load_world_files, validate_dir, validate_path, write_jsonl)
 from .oracle import Oracle, OracleScore
 from .taxonomy import LEVELS, Occupation, Taxonomy, load_taxonomy
-from .text import (CV_STYLES, JD_STYLES, SYSTEM_PROMPT, ParsedJD, make_prompt, parse_jd, render_cv,
-                   render_jd)
+from .text import CV_STYLES, JD_STYLES, SYSTEM_PROMPT, ParsedJD, make_prompt, parse_jd, render_cv, render_jd
 
 __all__ = [
     "build_dataset", "world_records", "World", "generate_world",

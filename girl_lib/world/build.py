@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 
 from ..config import DataConfig, resolve_profile
+from ..rundir import atomic_write_text
 from .generate import World, generate_world
-from .io import FILES, KINDS, MANIFEST, dumps, sha256_file, write_jsonl, write_text_atomic
+from .io import FILES, KINDS, MANIFEST, dumps, sha256_file, write_jsonl
 from .text import ParsedJD, make_prompt
 
 FORMAT_VERSION = 1
@@ -134,7 +135,7 @@ def build_dataset(cfg: DataConfig, out_dir: Path | str) -> dict[str, int]:
     counts = {}
     for kind, records in world_records(world).items():
         counts[kind] = write_jsonl(out_dir / FILES[kind], records)
-    write_text_atomic(manifest, json.dumps({
+    atomic_write_text(manifest, json.dumps({
         "format_version": FORMAT_VERSION,
         "complete": True,
         "counts": counts,
@@ -161,12 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seekers", type=int, help="override data.n_seekers")
     ap.add_argument("--jobs", type=int, help="override data.n_jobs")
     args = ap.parse_args(argv)
-    overrides = {"data.seed": args.seed}
+    overrides = {}
     if args.seekers:
         overrides["data.n_seekers"] = args.seekers
     if args.jobs:
         overrides["data.n_jobs"] = args.jobs
-    cfg = resolve_profile(args.profile, overrides).data
+    cfg = resolve_profile(args.profile, overrides, seed=args.seed).data
     t0 = time.perf_counter()
     counts = build_dataset(cfg, args.out_dir)
     print(dumps({"counts": counts, "seconds": round(time.perf_counter() - t0, 2)}))

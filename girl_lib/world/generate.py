@@ -20,6 +20,7 @@ seed with a string, which Python hashes with SHA-512: identical on every machine
 """
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from collections import Counter
@@ -32,8 +33,8 @@ from ..config import DataConfig
 from ..errors import GirlError
 from .oracle import Oracle
 from .taxonomy import (CITIES, CITY_LOCALES, CITY_WEIGHTS, EDUCATION, FIELDS_OF_STUDY, GROUP_DEMAND,
-                       GROUP_SALARY, LEVEL_INDEX, LEVEL_SALARY_FACTOR, LEVEL_WEIGHTS, LEVELS, YEARS,
-                       Taxonomy, load_taxonomy, salary_band)
+                       GROUP_SALARY, LEVEL_INDEX, LEVEL_SALARY_FACTOR, LEVEL_WEIGHTS, LEVELS, YEARS, Taxonomy,
+                       load_taxonomy, salary_band)
 from .text import CV_STYLES, JD_STYLES, ParsedJD, level_title, render_cv, render_jd
 
 SPLITS = ("train", "val", "test", "cold")
@@ -54,7 +55,6 @@ START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 @dataclass
 class World:
     """Everything generated, in memory: the records that ``build_dataset`` writes out."""
-
     config: DataConfig
     taxonomy: Taxonomy
     oracle: Oracle
@@ -127,7 +127,6 @@ def _rng(seed: int, stream: str) -> random.Random:
 
 class _Fakers:
     """One seeded Faker per locale, created on first use (names and companies look local)."""
-
     def __init__(self, seed: int, stream: str):
         self.seed, self.stream, self._by_locale = seed, stream, {}
 
@@ -283,7 +282,7 @@ def generate_applications(cfg: DataConfig, tax: Taxonomy, seekers: list[dict], j
         # Weighted sampling without replacement (Efraimidis-Spirakis): key = u ** (1 / w).
         keyed = []
         for j in cands:
-            w = max(_prod(oracle.interest_factors(s, parsed[j["id"]]).values()), 1e-6) ** APPLY_SHARPNESS
+            w = max(math.prod(oracle.interest_factors(s, parsed[j["id"]]).values()), 1e-6) ** APPLY_SHARPNESS
             keyed.append((rng.random() ** (1.0 / w), j["id"]))
         chosen = [jid for _, jid in sorted(keyed, reverse=True)[:n]]
         rng.shuffle(chosen)
@@ -298,13 +297,6 @@ def generate_applications(cfg: DataConfig, tax: Taxonomy, seekers: list[dict], j
     for k, a in enumerate(apps):
         a["id"] = f"a{k + 1:06d}"
     return apps
-
-
-def _prod(values) -> float:
-    out = 1.0
-    for v in values:
-        out *= v
-    return out
 
 
 def generate_world(cfg: DataConfig, taxonomy: Taxonomy | None = None) -> World:

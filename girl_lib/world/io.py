@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DataError
+from ..rundir import MANIFEST, atomic_write_text, is_complete
 from .taxonomy import LEVELS
 
 KINDS = ("seekers", "jobs", "applications", "sft", "rm_pairs", "sequences")
 FILES = {k: f"{k}.jsonl" for k in KINDS}
-MANIFEST = "manifest.json"  # written last by build_dataset: its presence means "complete"
 SPLITS = ("train", "val", "test", "cold")
 
 # Type names used by the schemas.
@@ -84,28 +82,10 @@ def dumps(record: dict) -> str:
     return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same directory, then rename over ``path``: a killed run
-    leaves either the old file or the new one, never half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:
     """Write records as JSON Lines, atomically. Returns the number of records."""
     lines = [dumps(r) for r in records]
-    write_text_atomic(Path(path), "".join(line + "\n" for line in lines))
+    atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
     return len(lines)
 
 
@@ -280,11 +260,6 @@ def validate_path(path: Path | str) -> dict[str, int]:
         return validate_dir(path)
     kind = infer_kind(path)
     return {kind: len(load_jsonl(path, kind))}
-
-
-def is_complete(data_dir: Path | str) -> bool:
-    """True when ``build_dataset`` finished writing ``data_dir`` (its manifest exists)."""
-    return (Path(data_dir) / MANIFEST).is_file()
 
 
 def load_world_files(data_dir: Path | str) -> dict[str, list[dict]]:

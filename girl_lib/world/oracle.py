@@ -35,6 +35,7 @@ they mostly apply to their own occupation, often one level up, sometimes far awa
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -44,8 +45,8 @@ from .text import ParsedJD, parse_jd
 UNKNOWN = 0.45  # factor for a field the JD does not state
 DEFAULT_NOISE = 0.05
 RELATED_INTEREST = 0.2  # seeker interest in a job of a related occupation
-FAR_INTEREST = 0.3
-LEVEL_INTEREST = {1: 0.8, 0: 1.0, -1: 0.3}  # job level minus seeker level -> interest  # seeker interest in a job in another city they would not move to
+FAR_INTEREST = 0.3  # seeker interest in a job in another city they would not move to
+LEVEL_INTEREST = {1: 0.8, 0: 1.0, -1: 0.3}  # job level minus seeker level -> interest
 
 
 @dataclass
@@ -84,7 +85,6 @@ def _skill_match(skill: str, have: set[str], have_words: list[frozenset[str]]) -
 
 class Oracle:
     """Scores (seeker, job) pairs against the latent truth. See the module docstring."""
-
     def __init__(self, taxonomy: Taxonomy | None = None, noise: float = DEFAULT_NOISE):
         self.taxonomy = taxonomy or load_taxonomy()
         self.noise = noise
@@ -167,9 +167,9 @@ class Oracle:
     def score_parsed(self, seeker: dict, jd: ParsedJD) -> OracleScore:
         rec = self.recruiter_factors(seeker, jd)
         inter = self.interest_factors(seeker, jd)
-        product = _prod(rec.values())
+        product = math.prod(rec.values())
         p_accept = self.noise + (1.0 - 2.0 * self.noise) * product
-        interest = _prod(inter.values())
+        interest = math.prod(inter.values())
         return OracleScore(p_accept=p_accept, seeker_interest=interest, parsed=jd, parse_ok=jd.ok,
                            two_sided=p_accept > 0.5 and interest > 0.5, recruiter=rec, interest=inter)
 
@@ -184,10 +184,3 @@ class Oracle:
     def accepts(self, seeker: dict, job: dict) -> bool:
         """The recruiter's noiseless rule: every check passes."""
         return all(v == 1.0 for v in self.recruiter_factors(seeker, ParsedJD.from_job(job)).values())
-
-
-def _prod(values) -> float:
-    out = 1.0
-    for v in values:
-        out *= v
-    return out

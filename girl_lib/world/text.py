@@ -15,8 +15,7 @@ import random
 import re
 from dataclasses import asdict, dataclass, field
 
-from .taxonomy import (CITIES, EDUCATION_SHORT, LEVELS, Taxonomy, display_title, level_from_text,
-                       load_taxonomy, norm)
+from .taxonomy import CITIES, EDUCATION_SHORT, LEVELS, Taxonomy, display_title, level_from_text, load_taxonomy, norm
 
 SYSTEM_PROMPT = ("You are a recruiting assistant. You write short job descriptions with a title, "
                  "level, location, salary and must-have skills.")
@@ -389,18 +388,44 @@ def parse_location(value: str) -> tuple[str | None, bool]:
 def parse_jd(text: str, taxonomy: Taxonomy | None = None) -> ParsedJD:
     """Read the structured fields back from a JD (ours or LLM-generated); never raises."""
     tax = taxonomy or load_taxonomy()
+    text = text or ""
+    values, lists, first_line = _scan_fields(text)
     out = ParsedJD()
+    out.must_have = [s for s in lists["must"] if s]
+    out.nice_to_have = [s for s in lists["nice"] if s]
+    out.title, out.occupation_id = _read_title(text, values, first_line, tax)
+    # Level: the level field, else a level word in the title.
+    for cand in values.get("level", []) + ([out.title] if out.title else []):
+        out.level = level_from_text(cand)
+        if out.level:
+            break
+    out.location, out.remote = _read_location(text, values)
+    # Salary: the salary field, else any line that mentions a currency.
+    sal_lines = values.get("salary", []) or [ln for ln in text.splitlines()
+                                             if re.search(r"€|\beur\b|euro|salary", ln, re.I)]
+    for v in sal_lines:
+        out.salary_min, out.salary_max = parse_salary(v)
+        if out.salary_min is not None or out.salary_max is not None:
+            break
+    return out.finish()
+
+
+def _scan_fields(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]], str | None]:
+    """One pass over the lines: labelled values by kind, the must/nice lists, the first line.
+
+    A line may hold several fields ("A | B · C", "... in Paris. Must have: X. Level: junior");
+    a list heading ("Requirements:", "### Must-have") opens a block that bullets then fill.
+    """
     values: dict[str, list[str]] = {}
     lists: dict[str, list[str]] = {"must": [], "nice": []}
     first_line, block = None, None
-    for raw in (text or "").splitlines():
+    for raw in text.splitlines():
         if not raw.strip():
             block = None
             continue
         line, bullet = _clean(raw)
         if first_line is None and line:
             first_line = line
-        # "A | B · C" and "... in Paris. Must have: X. Level: junior" hold several fields.
         segments = [s.strip() for s in re.split(r"\s+[|·•]\s+|(?<=[.!?])\s+(?=[A-Z][A-Za-z -]{1,30}:)", line)
                     if s.strip()]
         for seg in segments:
@@ -422,52 +447,40 @@ def parse_jd(text: str, taxonomy: Taxonomy | None = None) -> ParsedJD:
                 lists[block].extend(_split_items(seg) if not bullet else [" ".join(seg.split()).strip(" .;,")])
             else:
                 block = None
-    out.must_have = [s for s in lists["must"] if s]
-    out.nice_to_have = [s for s in lists["nice"] if s]
+    return values, lists, first_line
 
-    # Title: a labelled field, else the first line (a heading), else "... is hiring a <title> ...".
+
+def _read_title(text: str, values: dict, first_line: str | None, tax: Taxonomy) -> tuple[str | None, str | None]:
+    """A labelled title, else the first line (a heading), else "... is hiring a <title> ..."."""
     candidates = list(values.get("title", []))
     if first_line:
         candidates.append(first_line)
-    dotless = re.sub(r"\b(Sr|Jr|Snr|Jnr)\.", r"\1", text or "", flags=re.I)
+    dotless = re.sub(r"\b(Sr|Jr|Snr|Jnr)\.", r"\1", text, flags=re.I)
     candidates += [m.group("t") for m in _HIRING.finditer(dotless)]
     for cand in candidates:
         occ = tax.resolve_title(cand)
         if occ:
-            out.title, out.occupation_id = _short_title(cand), occ
-            break
-    if out.title is None and candidates and values.get("title"):
-        out.title = candidates[0]
+            return _short_title(cand), occ
+    return (candidates[0] if candidates and values.get("title") else None), None
 
-    # Level: the level field, else a level word in the title.
-    for cand in values.get("level", []) + ([out.title] if out.title else []):
-        out.level = level_from_text(cand)
-        if out.level:
-            break
 
-    # Location and remote.
+def _read_location(text: str, values: dict) -> tuple[str | None, bool]:
+    """The city (or None) and whether the job is remote, from the fields, else from the text."""
+    location, remote = None, False
     for v in values.get("location", []):
-        city, remote = parse_location(v)
-        out.location = out.location or city
-        out.remote = out.remote or remote
+        city, is_remote = parse_location(v)
+        location = location or city
+        remote = remote or is_remote
     for v in values.get("remote", []):  # "Remote: yes" / "Work mode: hybrid, Berlin"
-        city, remote = parse_location(v)
-        out.location = out.location or (city if _CITY_RE.search(v) else None)
-        out.remote = out.remote or remote or bool(re.match(r"(?i)\s*(yes|true|fully|possible|allowed|100)", v))
-    if out.location is None:
-        m = _CITY_RE.search(text or "")
-        out.location = next(c for c in CITIES if c.lower() == m.group(1).lower()) if m else None
+        city, is_remote = parse_location(v)
+        location = location or (city if _CITY_RE.search(v) else None)
+        remote = remote or is_remote or bool(re.match(r"(?i)\s*(yes|true|fully|possible|allowed|100)", v))
+    if location is None:
+        m = _CITY_RE.search(text)
+        location = next(c for c in CITIES if c.lower() == m.group(1).lower()) if m else None
     if not values.get("location") and not values.get("remote"):
-        out.remote = out.remote or bool(_REMOTE_RE.search(text or ""))
-
-    # Salary: the salary field, else any line that mentions a currency.
-    sal_lines = values.get("salary", []) or [ln for ln in (text or "").splitlines()
-                                             if re.search(r"€|\beur\b|euro|salary", ln, re.I)]
-    for v in sal_lines:
-        out.salary_min, out.salary_max = parse_salary(v)
-        if out.salary_min is not None or out.salary_max is not None:
-            break
-    return out.finish()
+        remote = remote or bool(_REMOTE_RE.search(text))
+    return location, remote
 
 
 def _bare_segment(seg: str, values: dict[str, list[str]]) -> bool:

@@ -3,20 +3,21 @@
 ``girl evaluate`` (and the last step of ``girl run``) answers the GIRL paper's two claims on a
 world whose ground truth we know:
 
-1. **Generation quality** (:func:`quality_table`): on held-out *test* seekers, each arm
-   (:mod:`girl_lib.arms`: zero-shot base, SFT, PPO, GRPO/RLOO when trained) writes one greedy
-   JD per CV. Scored against the seeker's *accepted* real JDs (ROUGE-L, BLEU through
+1. **Generation quality** (:func:`quality_row`): on held-out *test* seekers, each arm
+   (:mod:`girl_lib.generators`: zero-shot base, SFT, PPO, GRPO/RLOO when trained) writes one
+   greedy JD per CV. Scored against the seeker's *accepted* real JDs (ROUGE-L, BLEU through
    ``evaluate`` with the kit's local metric modules), by the oracle (parse rate, recruiter
    acceptance, seeker interest, two-sided match, skill precision/recall/hallucination against
    the seeker's true skills), by the reward model, by an outside embedder (MiniLM cosine CV↔JD),
    and for form (words, tokens, EOS rate, distinct-1/2).
-2. **Pairwise judge** (:mod:`girl_lib.judge`): win / tie / lose and advantage of each arm over
-   each earlier one on level of detail, relevance and conciseness, both orders.
-3. **Generation-enhanced matching** (:mod:`girl_lib.matching`): a matching model predicts the
-   recruiter's decision on real applications with and without the generated-JD features;
-   AUC / LogLoss on the test split and on the cold-start split, mean ± std over seeds.
-4. **Grounding** (:mod:`girl_lib.grounding`): the generated JD's K nearest real postings,
-   HR@K / NDCG@K against the postings whose recruiter would accept the seeker, vs the CV alone.
+2. **Pairwise judge** (:mod:`girl_lib.stages.evaluate.judge`): win / tie / lose and advantage of
+   each arm over each earlier one on level of detail, relevance and conciseness, both orders.
+3. **Generation-enhanced matching** (:mod:`girl_lib.stages.evaluate.matching`): a matching model
+   predicts the recruiter's decision on real applications with and without the generated-JD
+   features; AUC / LogLoss on the test split and on the cold-start split, mean ± std over seeds.
+4. **Grounding** (:mod:`girl_lib.stages.evaluate.grounding`): the generated JD's K nearest real
+   postings, HR@K / NDCG@K against the postings whose recruiter would accept the seeker, vs the
+   CV alone.
 
 Every generated text is saved under ``<run-dir>/eval/texts/<arm>.json`` (by seeker id) and
 reused: the test-seeker JDs of the best arm also feed the matching model, and a stage killed
@@ -33,15 +34,20 @@ from typing import Sequence
 
 import numpy as np
 
-from .arms import ARMS, LABELS, available_arms, best_arm, is_trained
-from .config import Profile
-from .errors import GirlError
-from .rundir import atomic_write_json, read_manifest
-
-FOLDER = "eval"
-QUALITY_KEYS = ("parse_rate", "p_accept", "accept_rate", "seeker_interest", "two_sided_rate", "skill_precision",
-                "skill_recall", "hallucinated_skill_rate", "rouge_l", "bleu", "rm_score", "cosine_cv_jd",
-                "mean_words", "mean_tokens", "eos_rate", "distinct_1", "distinct_2")
+from ...config import Profile
+from ...embed import load_embedder
+from ...errors import GirlError
+from ...generators import GENERATORS, LABELS, best_generator, generate_jds, is_trained, trained_generators
+from ...metrics import load_metric
+from ...metrics.scores import distinct_n
+from ...oracle_eval import oracle_report
+from ...rundir import atomic_write_json, is_complete, read_manifest, require_complete
+from ...scoring import load_reward_model, score, scoring_bf16
+from ...world import Oracle, load_jsonl
+from .grounding import evaluate_grounding, relevant_jobs
+from .judge import compare, make_judge
+from .matching import run_matching
+from .report import FOLDER, save_plots
 
 
 # --------------------------------------------------------------------------------------------
@@ -49,9 +55,6 @@ QUALITY_KEYS = ("parse_rate", "p_accept", "accept_rate", "seeker_interest", "two
 # --------------------------------------------------------------------------------------------
 def load_world(run_dir: Path) -> dict:
     """Seekers, jobs and applications of the run's ``data/`` (validated), indexed for lookups."""
-    from .pipeline import require_complete
-    from .world import load_jsonl
-
     data_dir = require_complete(run_dir, "data")
     seekers = load_jsonl(data_dir / "seekers.jsonl", "seekers")
     jobs = load_jsonl(data_dir / "jobs.jsonl", "jobs")
@@ -115,8 +118,6 @@ def ensure_texts(cfg: Profile, run_dir: Path, arm: str, seekers: Sequence[dict],
     missing = [s for s in seekers if s["id"] not in by_seeker]
     seconds = 0.0
     if missing:
-        from .arms import generate_jds
-
         log(f"[girl] evaluate: {LABELS[arm]} writes {len(missing)} JDs")
         t0 = time.time()
         out = generate_jds(cfg, run_dir, arm, [s["cv_text"] for s in missing], progress=True)
@@ -132,8 +133,6 @@ def ensure_texts(cfg: Profile, run_dir: Path, arm: str, seekers: Sequence[dict],
 # --------------------------------------------------------------------------------------------
 def text_metrics(texts: Sequence[str], references: Sequence[Sequence[str]]) -> dict:
     """ROUGE-L (mean best F1) and corpus BLEU through ``evaluate``, on seekers with a reference."""
-    from .metrics import load_metric
-
     keep = [i for i, r in enumerate(references) if r]
     if not keep:
         return {"rouge_l": None, "bleu": None, "n_with_reference": 0}
@@ -146,9 +145,6 @@ def text_metrics(texts: Sequence[str], references: Sequence[Sequence[str]]) -> d
 def quality_row(seekers: Sequence[dict], records: Sequence[dict], references: Sequence[Sequence[str]],
                 cv_emb: np.ndarray, jd_emb: np.ndarray, rm_scores: Sequence[float] | None, oracle) -> dict:
     """Every item-1 figure for one arm (see the module docstring)."""
-    from .metrics import distinct_n
-    from .oracle_eval import oracle_report
-
     texts = [r["text"] for r in records]
     rep = oracle_report(list(seekers), texts, oracle)
     row = {k: rep.get(k) for k in ("n", "parse_rate", "p_accept", "accept_rate", "seeker_interest", "two_sided_rate",
@@ -165,16 +161,12 @@ def quality_row(seekers: Sequence[dict], records: Sequence[dict], references: Se
 
 def reward_scores(cfg: Profile, run_dir: Path, seekers: Sequence[dict], texts_by_arm: dict) -> dict | None:
     """The stage-2 reward model's score of every arm's JDs (None when no reward model is trained)."""
-    from .rundir import is_complete
-
     if not is_complete(Path(run_dir) / "reward"):
         return None
-    from .ppo import reward_scoring_bf16
-    from .reward import load_reward_model, score
 
     rm, tok = load_reward_model(cfg, run_dir)
     cvs = [s["cv_text"] for s in seekers]
-    bf16 = reward_scoring_bf16(cfg)
+    bf16 = scoring_bf16(cfg)
     out = {arm: score(rm, tok, cvs, texts, batch_size=max(1, cfg.reward.batch_size * 2),
                       max_length=cfg.reward.max_length, bf16=bf16).tolist() for arm, texts in texts_by_arm.items()}
     del rm
@@ -214,93 +206,86 @@ def job_embeddings(cfg: Profile, run_dir: Path, jobs: Sequence[dict], embedder) 
 # The stage
 # --------------------------------------------------------------------------------------------
 def arms_to_evaluate(cfg: Profile, run_dir: Path) -> list[str]:
-    found = available_arms(run_dir)
+    found = trained_generators(run_dir)
     if not cfg.eval.arms:
         return found
     for arm in cfg.eval.arms:
-        if arm not in ARMS:
-            raise GirlError(f"eval.arms: unknown arm '{arm}'; choose from {', '.join(ARMS)}")
+        if arm not in GENERATORS:
+            raise GirlError(f"eval.arms: unknown arm '{arm}'; choose from {', '.join(GENERATORS)}")
         if not is_trained(run_dir, arm):
             raise GirlError(f"eval.arms: arm '{arm}' is not trained in '{run_dir}'; trained: {', '.join(found)}")
-    return [a for a in ARMS if a in cfg.eval.arms]
+    return [a for a in GENERATORS if a in cfg.eval.arms]
 
 
 def comparisons(arms: Sequence[str]) -> list[tuple[str, str]]:
-    """Every (A, B) with A after B in :data:`ARMS` order: the later, more trained arm is A."""
+    """Every (A, B) with A after B in :data:`GENERATORS` order: the later, more trained arm is A."""
     return [(arms[j], arms[i]) for j in range(len(arms)) for i in range(j)]
 
 
-def run_evaluation(cfg: Profile, run_dir: Path, log=print) -> dict:
-    """Items 1-4 of the module docstring; returns the content of ``eval/metrics.json``."""
-    from .embed import load_embedder
-    from .grounding import evaluate_grounding, relevant_jobs
-    from .judge import compare, make_judge
-    from .matching import run_matching
-    from .world import Oracle
+def choose_arms(cfg: Profile, run_dir: Path) -> tuple[list[str], list[str], str]:
+    """``(arms to evaluate, the trained ones among them, the matching arm)``.
 
-    t_start = time.time()
-    run_dir = Path(run_dir)
-    e = cfg.eval
-    world = load_world(run_dir)
-    oracle = Oracle(noise=cfg.data.recruiter_noise)
+    The matching model and `girl recommend` use the best trained arm (zero-shot if none is
+    trained); it is evaluated too, even when ``eval.arms`` leaves it out.
+    """
     arms = arms_to_evaluate(cfg, run_dir)
     trained = [a for a in arms if a != "zero_shot"]
-    # The matching model and `girl recommend` use the best trained arm (zero-shot if none is trained).
-    match_arm = best_arm(run_dir, cfg.name) if is_trained(run_dir, "sft") else "zero_shot"
+    match_arm = best_generator(run_dir, cfg.name) if is_trained(run_dir, "sft") else "zero_shot"
     if match_arm not in arms:
         arms.append(match_arm)
-    test = first_seekers(world, "test", e.max_test_seekers)
-    if not test:
-        raise GirlError(f"no test seekers to evaluate: {run_dir / 'data' / 'seekers.jsonl'} has none in split 'test' "
-                        f"or eval.max_test_seekers is 0 (it is {e.max_test_seekers}; -1 means all)")
+    return arms, trained, match_arm
 
-    # -- generation: every arm on the test seekers; the matching arm on its extra seekers too ----
+
+def generate_all(cfg: Profile, run_dir: Path, arms: Sequence[str], match_arm: str, test: Sequence[dict],
+                 match_seekers: Sequence[dict], log=print) -> tuple[dict, list[dict], dict]:
+    """``(records by arm on the test seekers, the matching arm's records on match_seekers, seconds by arm)``.
+
+    Every arm writes a JD for each test seeker; the matching arm also for the seekers the
+    matching model trains on and the cold-start ones. Saved texts are reused (:func:`ensure_texts`).
+    """
     gen_seconds: dict[str, float] = {}
     records: dict[str, list[dict]] = {}
     for arm in arms:
         records[arm], gen_seconds[arm] = ensure_texts(cfg, run_dir, arm, test, log)
-    train_m = first_seekers(world, "train", e.matching_train_seekers)
-    cold_m = first_seekers(world, "cold", e.matching_cold_seekers)
-    extra, s = ensure_texts(cfg, run_dir, match_arm, train_m + cold_m, log)
+    extra, s = ensure_texts(cfg, run_dir, match_arm, list(match_seekers), log)
     gen_seconds[match_arm] += s
-    texts = {arm: [r["text"] for r in records[arm]] for arm in arms}
+    return records, extra, gen_seconds
 
-    # -- embeddings ---------------------------------------------------------------------------------
-    embedder = load_embedder(e.embedder, cfg.device)
-    t0 = time.time()
-    jobs = world["jobs"]
-    job_emb = job_embeddings(cfg, run_dir, jobs, embedder)
-    job_index = {j["id"]: i for i, j in enumerate(jobs)}
-    cv_emb_test = embedder.encode([s["cv_text"] for s in test])
-    gen_emb_test = {arm: embedder.encode(texts[arm]) for arm in arms}
-    embed_seconds = time.time() - t0
 
-    # -- 1. quality ---------------------------------------------------------------------------------
-    refs = accepted_references(world, test)
-    rm = reward_scores(cfg, run_dir, test, texts)
-    quality = {arm: quality_row(test, records[arm], refs, cv_emb_test, gen_emb_test[arm],
-                                rm[arm] if rm else None, oracle) for arm in arms}
-
-    # -- 2. judge -----------------------------------------------------------------------------------
+def judge_arms(e, oracle, test: Sequence[dict], texts: dict, arms: Sequence[str]) -> dict:
+    """Item 2: every later arm against every earlier one on the first ``eval.judge_pairs`` test seekers."""
     judge = make_judge(e, oracle)
     n_judge = min(len(test), e.judge_pairs) if e.judge_pairs > 0 else len(test)
     judged = {f"{a}_vs_{b}": {"a": a, "b": b, **compare(judge, test[:n_judge], texts[a][:n_judge], texts[b][:n_judge])}
-              for a, b in comparisons([x for x in ARMS if x in arms])}
-    judge_out = {"kind": judge.name, "comparisons": judged,
-                 "unparsed": getattr(judge, "unparsed", 0), "model": e.judge_model if judge.name == "endpoint" else None}
+              for a, b in comparisons([x for x in GENERATORS if x in arms])}
+    return {"kind": judge.name, "comparisons": judged,
+            "unparsed": getattr(judge, "unparsed", 0), "model": e.judge_model if judge.name == "endpoint" else None}
 
-    # -- 3. matching --------------------------------------------------------------------------------
+
+def seeker_embeddings(embedder, test: Sequence[dict], cv_emb_test, gen_emb_test, match_seekers: Sequence[dict],
+                      match_records: Sequence[dict]) -> tuple[dict, dict]:
+    """``(CV embedding by seeker id, generated-JD embedding by seeker id)`` for the matching model.
+
+    The test seekers' embeddings are reused; the matching seekers' CVs and JDs are encoded now.
+    """
     cv_emb, gen_emb = {}, {}
-    match_seekers = train_m + cold_m
     for s, v in zip(test, cv_emb_test):
         cv_emb[s["id"]] = v
-    for s, v in zip(test, gen_emb_test[match_arm]):
+    for s, v in zip(test, gen_emb_test):
         gen_emb[s["id"]] = v
     if match_seekers:
         for s, v in zip(match_seekers, embedder.encode([s["cv_text"] for s in match_seekers])):
             cv_emb[s["id"]] = v
-        for s, v in zip(match_seekers, embedder.encode([r["text"] for r in extra])):
+        for s, v in zip(match_seekers, embedder.encode([r["text"] for r in match_records])):
             gen_emb[s["id"]] = v
+    return cv_emb, gen_emb
+
+
+def matching_section(e, world: dict, match_arm: str, test: Sequence[dict], train_m: Sequence[dict],
+                     cold_m: Sequence[dict], cv_emb: dict, gen_emb: dict, job_emb: np.ndarray) -> dict:
+    """Item 3: the matching model with and without the generated-JD features (skipped when the
+    training applications are all accepted or all rejected)."""
+    job_index = {j["id"]: i for i, j in enumerate(world["jobs"])}
     jd_emb = {jid: job_emb[i] for jid, i in job_index.items()}
     train_rows = applications_of(world, train_m)
     tests = {"test": applications_of(world, test), "cold": applications_of(world, cold_m)}
@@ -311,7 +296,47 @@ def run_evaluation(cfg: Profile, run_dir: Path, log=print) -> dict:
                                      weight_decay=e.matching_weight_decay))
     else:
         matching["skipped"] = "the training applications need both accepted and rejected ones"
+    return matching
 
+
+def run_evaluation(cfg: Profile, run_dir: Path, log=print) -> dict:
+    """Items 1-4 of the module docstring; returns the content of ``eval/metrics.json``."""
+    t_start = time.time()
+    run_dir = Path(run_dir)
+    e = cfg.eval
+    world = load_world(run_dir)
+    oracle = Oracle(noise=cfg.data.recruiter_noise)
+    arms, trained, match_arm = choose_arms(cfg, run_dir)
+    test = first_seekers(world, "test", e.max_test_seekers)
+    if not test:
+        raise GirlError(f"no test seekers to evaluate: {run_dir / 'data' / 'seekers.jsonl'} has none in split 'test' "
+                        f"or eval.max_test_seekers is 0 (it is {e.max_test_seekers}; -1 means all)")
+    train_m = first_seekers(world, "train", e.matching_train_seekers)
+    cold_m = first_seekers(world, "cold", e.matching_cold_seekers)
+
+    # -- generation: every arm on the test seekers; the matching arm on its extra seekers too ----
+    records, extra, gen_seconds = generate_all(cfg, run_dir, arms, match_arm, test, train_m + cold_m, log)
+    texts = {arm: [r["text"] for r in records[arm]] for arm in arms}
+
+    # -- embeddings ---------------------------------------------------------------------------------
+    embedder = load_embedder(e.embedder, cfg.device)
+    t0 = time.time()
+    jobs = world["jobs"]
+    job_emb = job_embeddings(cfg, run_dir, jobs, embedder)
+    cv_emb_test = embedder.encode([s["cv_text"] for s in test])
+    gen_emb_test = {arm: embedder.encode(texts[arm]) for arm in arms}
+    embed_seconds = time.time() - t0
+
+    # -- 1. quality ---------------------------------------------------------------------------------
+    refs = accepted_references(world, test)
+    rm = reward_scores(cfg, run_dir, test, texts)
+    quality = {arm: quality_row(test, records[arm], refs, cv_emb_test, gen_emb_test[arm],
+                                rm[arm] if rm else None, oracle) for arm in arms}
+    # -- 2. judge -----------------------------------------------------------------------------------
+    judge_out = judge_arms(e, oracle, test, texts, arms)
+    # -- 3. matching --------------------------------------------------------------------------------
+    cv_emb, gen_emb = seeker_embeddings(embedder, test, cv_emb_test, gen_emb_test[match_arm], train_m + cold_m, extra)
+    matching = matching_section(e, world, match_arm, test, train_m, cold_m, cv_emb, gen_emb, job_emb)
     # -- 4. grounding -------------------------------------------------------------------------------
     relevant = relevant_jobs(test, jobs, oracle)
     queries = {"cv": cv_emb_test, **gen_emb_test}
@@ -319,7 +344,7 @@ def run_evaluation(cfg: Profile, run_dir: Path, log=print) -> dict:
                  "by_query": evaluate_grounding(queries, job_emb, [j["id"] for j in jobs], relevant, e.top_k)}
 
     return {
-        "profile": cfg.name, "base_model": cfg.model.base_model, "arms": [a for a in ARMS if a in arms],
+        "profile": cfg.name, "base_model": cfg.model.base_model, "arms": [a for a in GENERATORS if a in arms],
         "trained_arms": trained, "best_arm": match_arm, "embedder": embedder.name,
         "n_test_seekers": len(test), "test_seeker_ids": [s["id"] for s in test],
         "quality": quality, "judge": judge_out, "matching": matching, "grounding": grounding,
@@ -353,155 +378,3 @@ def headline(metrics: dict) -> dict:
     for q, r in metrics["grounding"]["by_query"].items():
         head[f"grounding_{q}_hr@{k}"] = r[f"hr@{k}"]
     return head
-
-
-# --------------------------------------------------------------------------------------------
-# Plots and the report section
-# --------------------------------------------------------------------------------------------
-PLOTS = {"quality": "quality.png", "judge": "judge.png", "matching": "matching.png", "grounding": "grounding.png"}
-
-
-def save_plots(metrics: dict, out: Path) -> dict[str, Path]:
-    """The four evaluation figures as PNGs in ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from . import plots
-
-    paths = {}
-    figs = {
-        "quality": plots.compare_bars({LABELS[a]: metrics["quality"][a] for a in metrics["arms"]},
-                                      ("parse_rate", "accept_rate", "seeker_interest", "two_sided_rate",
-                                       "skill_precision", "skill_recall", "hallucinated_skill_rate"),
-                                      title="generation quality on test seekers (oracle)").figure,
-        "judge": plots.judge_bars(metrics["judge"]["comparisons"]).figure,
-        "grounding": plots.grounding_bars(metrics["grounding"]).figure,
-    }
-    if "gain" in metrics["matching"]:
-        figs["matching"] = plots.matching_bars(metrics["matching"]).figure
-    for name, fig in figs.items():
-        fig.tight_layout()
-        fig.savefig(out / PLOTS[name], dpi=110)
-        plt.close(fig)
-        paths[name] = out / PLOTS[name]
-    return paths
-
-
-def _f(x, digits: int = 3) -> str:
-    return "–" if x is None else (f"{x:.{digits}f}" if isinstance(x, float) else str(x))
-
-
-def quality_markdown(metrics: dict, keys: Sequence[str] = QUALITY_KEYS) -> list[str]:
-    arms = [a for a in metrics["arms"] if a in metrics["quality"]]
-    lines = ["| metric | " + " | ".join(LABELS[a] for a in arms) + " |", "|---|" + "---:|" * len(arms)]
-    for k in keys:
-        lines.append(f"| {k} | " + " | ".join(_f(metrics["quality"][a].get(k)) for a in arms) + " |")
-    return lines
-
-
-def judge_markdown(metrics: dict) -> list[str]:
-    lines = ["| A vs B | dimension | win | tie | lose | advantage |", "|---|---|---:|---:|---:|---:|"]
-    for c in metrics["judge"]["comparisons"].values():
-        for dim in ("detail", "relevance", "conciseness"):
-            r = c[dim]
-            lines.append(f"| {LABELS[c['a']]} vs {LABELS[c['b']]} | {dim} | {r['win']:.2f} | {r['tie']:.2f} | "
-                         f"{r['lose']:.2f} | {r['advantage']:+.2f} |")
-    return lines
-
-
-def matching_markdown(metrics: dict) -> list[str]:
-    m = metrics["matching"]
-    if "gain" not in m:
-        return [f"matching skipped: {m.get('skipped')}"]
-    lines = ["| model | features | test AUC | test LogLoss | cold AUC | cold LogLoss |", "|---|---|---:|---:|---:|---:|"]
-    for model in ("logistic", "two_tower"):
-        for fs in ("cv", "cv+generated"):
-            r = m[model][fs]
-            cells = []
-            for s in ("test", "cold"):
-                cells += [f"{_f(r[s]['auc_mean'])} ± {_f(r[s]['auc_std'])}",
-                          f"{_f(r[s]['logloss_mean'])} ± {_f(r[s]['logloss_std'])}"]
-            lines.append(f"| {model} | {fs} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def grounding_markdown(metrics: dict) -> list[str]:
-    g = metrics["grounding"]
-    k = g["k"]
-    lines = [f"| query | HR@{k} | NDCG@{k} | seekers |", "|---|---:|---:|---:|"]
-    for q in ["cv"] + [a for a in metrics["arms"] if a in g["by_query"]]:
-        r = g["by_query"][q]
-        name = "CV only" if q == "cv" else f"generated JD ({LABELS[q]})"
-        lines.append(f"| {name} | {_f(r[f'hr@{k}'])} | {_f(r[f'ndcg@{k}'])} | {r['n']} |")
-    return lines
-
-
-def report_markdown(run_dir: Path) -> list[str]:
-    """The evaluation section of ``report.md`` (empty when the stage has not run)."""
-    path = Path(run_dir) / FOLDER / "metrics.json"
-    if not path.is_file():
-        return []
-    m = json.loads(path.read_text())
-    lines = ["", "## Evaluation", "",
-             f"{m['n_test_seekers']} test seekers, greedy JDs; embedder `{m['embedder']}`; matching and "
-             f"`girl recommend` use the `{m['best_arm']}` arm.", "", "### Generation quality", ""]
-    lines += quality_markdown(m) + ["", f"![quality]({FOLDER}/{PLOTS['quality']})", "",
-                                    f"### Pairwise judge ({m['judge']['kind']}, both orders)", ""]
-    lines += judge_markdown(m) + ["", f"![judge]({FOLDER}/{PLOTS['judge']})", "",
-                                  "### Generation-enhanced matching (mean ± std over seeds)", ""]
-    lines += matching_markdown(m)
-    if (Path(run_dir) / FOLDER / PLOTS["matching"]).is_file():
-        lines += ["", f"![matching]({FOLDER}/{PLOTS['matching']})"]
-    lines += ["", "### Grounding: generated JD -> real postings", ""] + grounding_markdown(m)
-    lines += ["", f"![grounding]({FOLDER}/{PLOTS['grounding']})"]
-    return lines
-
-
-# --------------------------------------------------------------------------------------------
-# `girl recommend`
-# --------------------------------------------------------------------------------------------
-def recommend(cfg: Profile, run_dir: Path, cv_text: str, top_k: int = 5, arm: str | None = None) -> dict:
-    """A JD written for ``cv_text`` by the best trained arm, and the ``top_k`` closest real postings."""
-    from .arms import generate_jds
-    from .embed import load_embedder
-    from .grounding import top_k as nearest
-    from .world import parse_jd
-
-    run_dir = Path(run_dir)
-    if not cv_text.strip():
-        raise GirlError("the CV is empty")
-    if top_k < 1:
-        raise GirlError(f"--top-k must be >= 1, got {top_k}")
-    arm = arm or best_arm(run_dir, cfg.name)
-    world = load_world(run_dir)
-    out = generate_jds(cfg, run_dir, arm, [cv_text])
-    text = out.texts[0]
-    embedder = load_embedder(cfg.eval.embedder, cfg.device)
-    job_emb = job_embeddings(cfg, run_dir, world["jobs"], embedder)
-    idx, sims = nearest(embedder.encode([text]), job_emb, top_k)
-    postings = []
-    for rank, (i, sim) in enumerate(zip(idx[0], sims[0]), start=1):
-        j = world["jobs"][int(i)]
-        postings.append({"rank": rank, "job_id": j["id"], "similarity": round(float(sim), 4),
-                         "title": j.get("title"), "company": j.get("company"), "level": j.get("level"),
-                         "location": j.get("location") or ("remote" if j.get("remote") else None),
-                         "salary_min": j.get("salary_min"), "salary_max": j.get("salary_max"),
-                         "jd_text": j["jd_text"]})
-    parsed = parse_jd(text).to_dict()
-    return {"arm": arm, "embedder": embedder.name, "generated_jd": text, "finished": out.finished[0],
-            "parsed": {k: parsed[k] for k in ("title", "occupation_id", "level", "must_have", "nice_to_have",
-                                                "location", "remote", "salary_min", "salary_max", "ok", "missing")},
-            "postings": postings}
-
-
-def format_recommendation(rec: dict) -> str:
-    """``girl recommend``'s human-readable output."""
-    lines = [f"Generated JD ({LABELS[rec['arm']]} arm):", "", rec["generated_jd"], "",
-             f"Closest real postings ({rec['embedder']} cosine similarity):"]
-    for p in rec["postings"]:
-        salary = f"EUR {p['salary_min']:,}-{p['salary_max']:,}" if p.get("salary_min") and p.get("salary_max") else ""
-        lines.append(f"{p['rank']:>3}. {p['similarity']:.3f}  {p['job_id']}  {p['title']} — {p['company']}, "
-                     f"{p['location']} {salary}".rstrip())
-    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """The math of PPO for RLHF, as pure tensor functions (no model, no optimiser, no loop).
 
-``girl_lib.ppo`` owns the training loop and re-exports these. Everything here follows the
+``girl_lib.stages.ppo`` owns the training loop and re-exports these. Everything here follows the
 conventions of TRL's original ``PPOTrainer`` and the checklist of Huang et al. (2024), "The N
 Implementation Details of RLHF with PPO". Read it top to bottom; it is the order in which one
 PPO step uses it:
@@ -126,7 +126,7 @@ def truncate_after_eos(
     kept whole and fully masked in; the PPO loop detects it with ``(ids == eos).any(1)`` and
     applies the missing-EOS penalty to its score.
 
-    Pad and EOS must be different tokens (DESIGN §4): with ``pad == eos`` the padding of a
+    Pad and EOS must be different tokens (see girl_lib.models): with ``pad == eos`` the padding of a
     batch is indistinguishable from a stop, and an SFT model trained that way never stops.
     """
     eos_index = first_true_indices(response_ids == eos_token_id).unsqueeze(-1)  # [batch, 1]

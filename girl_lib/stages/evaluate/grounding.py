@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import hit_rate_at_k_multi, ndcg_at_k_multi
+from ...metrics.ranking import hit_rate_at_k_multi, ndcg_at_k_multi
 
 
 def top_k(query_emb: np.ndarray, item_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

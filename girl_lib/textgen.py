@@ -1,78 +1,28 @@
 """Batched text generation: the one function every stage calls to make a model write.
 
-SFT evaluation, PPO rollouts, the evaluation stage and GenRec all do the same thing: take a list
-of prompts (CVs, histories), wrap each in the chat template, and let a causal LM write an answer.
-:func:`generate` does that in batches and returns the answers as text *and* as token ids (PPO
-needs the exact ids it sampled, to score their log-probabilities afterwards).
+:func:`generate` wraps each prompt (a CV, a history) in the chat template and lets a causal LM
+answer, in batches. It returns the answers as text *and* as token ids: PPO needs the exact ids it
+sampled, to score their log-probabilities afterwards.
 
-Three ideas make batched generation with a decoder-only model correct and fast:
+**Correct batching.** Prompts are *left*-padded, so every row's new tokens land in the same
+column; the attention mask keeps pads out of attention and Hugging Face numbers positions from
+the mask, so a prompt in a mixed batch writes what it writes alone (tests/test_generate.py checks
+it). Prompts are sorted by length before batching (little compute spent on pads), and the KV
+cache makes each new token one token's work.
 
-**Left padding.** A batch must be a rectangle, so short prompts are padded to the longest one.
-A decoder-only model writes its next token right after the *last* position of the sequence. With
-right padding that last position would be a pad token for every short prompt, and the answer
-would start after a run of pads. With left padding every prompt ends at the same column, so the
-new tokens of all rows are appended in the same place. The attention mask (0 on the pads) keeps
-the pads out of attention, and Hugging Face derives the position ids from the mask, so a padded
-prompt sees exactly the positions 0, 1, 2, ... it would see alone. The test suite checks this:
-a prompt generated alone gives the same greedy tokens as inside a mixed-length batch.
+**Sampling for RL.** PPO's ratios and KL assume the response came from the policy's own
+distribution, so ``top_k=0`` and ``top_p=1.0`` are passed explicitly: plain temperature sampling,
+which no ``generation_config`` default (transformers' ``top_k=50``) can truncate.
 
-**Sort by length.** Every row of a batch pays for the longest prompt in it (pads cost compute
-too). Sorting prompts by token length before cutting them into batches puts similar lengths
-together, so little is wasted on padding; the outputs are put back in the caller's order.
-
-**KV cache.** Each new token attends to all previous ones; keeping their keys and values
-(``use_cache=True``) makes each step cost one token's work instead of re-reading the prompt.
-
-Sampling for RL: PPO's maths (the ratio of new to old probabilities, the KL penalty to the SFT
-model) assumes the response was drawn from the policy's own distribution. ``top_k=0`` and
-``top_p=1.0`` turn the truncation filters off, so tokens come from the plain
-temperature-scaled softmax — the same distribution whose log-probabilities PPO computes later.
-We pass them to ``model.generate`` explicitly: otherwise a model's ``generation_config`` (or
-transformers' global default ``top_k=50``) would silently truncate the distribution.
-
-**Where the time goes, and the fast path.** Profiled on a 2-core CPU (SmolLM2-135M, batch 16,
-~170-token prompts): the prompt pass (*prefill*) is one big batch of matrix products, compute
-bound; every later step (*decode*) pushes 16 tokens through all the weights, so it is bound by
-reading the weights from memory (540 MB in float32) — two thirds of a decode step is ``mm``,
-the rest is attention over the cache, growing the cache (``cat``) and the sampler's random
-numbers. Two settings help, both in :class:`~girl_lib.config.GenerationConfig`:
-
-* ``fast_dtype`` (``"auto"``): while generating, the weights are held in bfloat16 (float16 on GPUs
-  without bf16, such as Colab's T4) and put back bit for bit afterwards. Half the bytes to read
-  per decode step, and a CPU with native bf16 (AVX512-BF16/AMX) or a GPU multiplies bf16 about
-  twice as fast: prefill ~2x, decode ~1.3-1.5x on the CPU measured. ``auto`` picks it only where
-  the hardware computes bf16 natively (``girl_lib.models.cpu_has_native_bf16``, CUDA);
-  ``"off"`` keeps the plain path.
-* ``num_threads`` (0 = leave torch's setting): a decode step is ~600 small operations, each a
-  parallel region whose threads wait for each other at the end. When other programs keep the
-  cores busy, a waiting thread is often descheduled and every region stalls: on the shared
-  2-core machine here a decode step took 2-7 s with 2 threads and 0.2-0.35 s with 1. On a quiet
-  laptop leave it at 0; on a busy one try 1 (benchmarks/bench_generate.py measures both).
-* ``fast_decode`` (``True``): three changes that compute the same function with less waste.
-  (1) :func:`decode_attention`: PyTorch's CPU flash-attention kernel, fine for the prompt pass,
-  spends 2.9 ms per layer on a bf16 *one-token* step (batch 16, 190 cached tokens, one core),
-  two thirds of the whole step; two small grouped-head matmuls take 0.25-0.4 ms. (2) LoRA merged
-  into ``W`` while generating (:func:`weights_in`, ``merge_lora``): a PEFT policy otherwise runs
-  two extra small matmuls in each of its 210 adapted layers at every step. (3)
-  :class:`InverseCdfSampler`: ``torch.multinomial`` draws one exponential random number per
-  vocabulary entry (15 ms a step for 16 × 49 152); inverse-CDF sampling needs one per row.
-
-Measured on one core (batch 16, ~220-token prompts, bf16): a decode step went from ~124 ms to
-~90 ms, of which ~55 ms is now ``mm`` reading the weights; the prompt pass (~5-7 s, compute
-bound) is now about half of a 64-token call. See the README's performance table.
-
-*What the fast path changes.* The bf16 policy is not bit-identical to the float32 one: its
-next-token distribution differs by about bf16's rounding (three significant digits of the
-logits). Greedy answers stay the same except where two tokens are nearly tied; sampled answers
-come from the bf16 model's distribution. PPO (``girl_lib.ppo``) recomputes the old log-probs of
-each sampled response with its own float32 forward pass, so its ratios, KL and advantages are
-exact for the float32 policy; only the *sampling* is slightly off-policy, by the per-token KL
-between the two (tests/test_generate.py bounds the log-prob gap; benchmarks/bench_generate.py
-reports it on the real model). Set ``generation.fast_dtype=off`` for exactly on-policy rollouts.
-
-Static caches with ``torch.compile`` were measured too and not adopted on CPU (see
-benchmarks/README.md): without compilation a static cache is slower (attention over the whole
-reserved length), and compiling takes longer than the generation it speeds up in one stage.
+**The fast path** (:class:`~girl_lib.config.GenerationConfig`). A decode step pushes a few tokens
+through every weight, so memory traffic and per-operation overhead dominate it. ``fast_dtype``:
+bf16 weights while generating, only where the hardware computes bf16 natively (float16 on GPUs
+without bf16), the float32 weights put back bit for bit (:func:`weights_in`). ``fast_decode``:
+one-token attention as two small matmuls (:func:`decode_attention`), LoRA merged into ``W`` while
+generating, and :class:`InverseCdfSampler` (one random number per row, not per vocabulary entry).
+``num_threads``: pin torch's threads (fewer helps on a busy machine). bf16 sampling is slightly
+off-policy; PPO recomputes the log-probs in float32, and ``generation.fast_dtype=off`` makes the
+rollouts exactly on-policy. (measured: see docs/results.md)
 """
 from __future__ import annotations
 
@@ -81,12 +31,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
+from .config import GenerationConfig
 from .errors import GirlError
+from .models import cpu_has_native_bf16
+from .seeding import set_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-    from .config import GenerationConfig
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,7 +112,6 @@ class GenerationOutput:
     ``finished``      whether the answer ended with EOS (``False``: cut at ``max_new_tokens``)
     ``seconds``       wall time of the whole call
     """
-
     texts: list[str] = field(default_factory=list)
     response_ids: list[list[int]] = field(default_factory=list)
     num_tokens: list[int] = field(default_factory=list)
@@ -208,8 +158,6 @@ def resolve_fast_dtype(fast_dtype: str, device) -> "torch.dtype | None":
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu":
-        from .models import cpu_has_native_bf16
-
         return torch.bfloat16 if cpu_has_native_bf16() else None
     return None
 
@@ -221,7 +169,7 @@ def weights_in(model, dtype: "torch.dtype | None", merge_lora: bool = False):
     The original tensors are kept aside and put back (not cast back), so the float32 weights —
     and an optimizer that points at the same ``Parameter`` objects — come out bit for bit
     unchanged. Buffers (e.g. the rotary frequencies) stay as they are. Costs one extra copy of
-    the weights in ``dtype`` while it lasts (270 MB for SmolLM2-135M in bf16).
+    the weights in ``dtype`` while it lasts.
 
     ``merge_lora``: each active PEFT LoRA ``Linear`` runs as one matrix ``W + (α/r)·B·A`` inside
     the block (PEFT's own ``merge``, applied to a float32 copy of ``W``, then cast), instead of
@@ -293,9 +241,9 @@ def decode_attention_forward(module, query, key, value, attention_mask, dropout:
     """Attention of a one-token decode step as two small batched matmuls; anything else goes to SDPA.
 
     A decode step has one query per row against the whole cache. PyTorch's CPU flash-attention
-    kernel is built for long queries: in bf16 it took 2.9 ms per layer for 16 rows × 190 cached
-    tokens on one core (fp32: 0.5 ms), where ``q·Kᵀ → softmax → ·V`` on the grouped heads takes
-    0.25-0.4 ms. Grouped-query attention without copies: the query heads that share a key/value
+    kernel is built for long queries and is slow on such a step in bf16, where ``q·Kᵀ → softmax
+    → ·V`` on the grouped heads is cheap (measured: see docs/results.md). Grouped-query
+    attention without copies: the query heads that share a key/value
     head are stacked as rows, ``[b, kv_heads, groups, d] @ [b, kv_heads, d, L]``. Scores and the
     softmax are fp32; the mask (bool: True = attend, or additive float) is the one SDPA gets.
     Registered with transformers' ``AttentionInterface`` and switched on by :func:`decode_attention`.
@@ -360,12 +308,11 @@ class InverseCdfSampler:
     emits exactly the drawn token.
 
     Why: ``torch.multinomial`` on CPU draws one exponential random number per vocabulary entry
-    (16 × 49 152 per step, 15 ms on one core, a quarter of a decode step once attention is fixed).
-    Inverse-CDF sampling needs one uniform number per row: token = the first index whose
+    (batch × vocabulary numbers per step: a visible share of a decode step; measured: see
+    docs/results.md). Inverse-CDF sampling needs one uniform number per row: token = the first index whose
     cumulative probability (float64) exceeds ``u``. Same distribution, another random stream,
     still the global torch RNG, so ``seed`` reproduces a call.
     """
-
     def __init__(self, temperature: float):
         self.temperature = float(temperature)
 
@@ -383,24 +330,10 @@ class InverseCdfSampler:
 # --------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------
-def generate(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    *,
-    system_prompt: str | None = None,
-    max_new_tokens: int = 64,
-    batch_size: int = 16,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int | None = None,
-    progress: bool = False,
-    fast_dtype: str = "off",
-    num_threads: int = 0,
-    fast_decode: bool = False,
-) -> GenerationOutput:
+def generate(model, tokenizer, prompts: Sequence[str], *, system_prompt: str | None = None,
+             max_new_tokens: int = 64, batch_size: int = 16, do_sample: bool = False, temperature: float = 1.0,
+             top_k: int = 0, top_p: float = 1.0, seed: int | None = None, progress: bool = False,
+             fast_dtype: str = "off", num_threads: int = 0, fast_decode: bool = False) -> GenerationOutput:
     """Answer every prompt with ``model`` (a plain causal LM or a PEFT-wrapped one), in batches.
 
     Prompts are chat-templated (:func:`chat_prompt_ids`), sorted by token length (longest first,
@@ -425,47 +358,84 @@ def generate(
     sampling, :class:`InverseCdfSampler`) select the fast path described in the module docstring;
     the weights and the attention setting are restored exactly afterwards.
     """
-    import torch
-
     prompts = list(prompts)
     t0 = time.perf_counter()
     if not prompts:
         return GenerationOutput(seconds=time.perf_counter() - t0)
+    _check_arguments(tokenizer, batch_size, max_new_tokens, do_sample, temperature)
+
+    ids = chat_prompt_ids(tokenizer, prompts, system_prompt)
+    batches = length_sorted_batches(ids, batch_size)
+    gen_kwargs = generation_kwargs(tokenizer, max_new_tokens, do_sample, temperature, top_k, top_p, fast_decode)
+    if do_sample and seed is not None:
+        set_seed(seed)
+
+    device = _model_device(model)
+    dtype = resolve_fast_dtype(fast_dtype, device)
+    response_ids, finished = _generate_batches(model, tokenizer, ids, batches, gen_kwargs, device, dtype,
+                                               num_threads=num_threads, fast_decode=fast_decode, progress=progress)
+    texts = [t.strip() for t in tokenizer.batch_decode(response_ids, skip_special_tokens=True)]
+    return GenerationOutput(
+        texts=texts,
+        response_ids=response_ids,
+        num_tokens=[len(r) for r in response_ids],
+        finished=finished,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _check_arguments(tokenizer, batch_size: int, max_new_tokens: int, do_sample: bool, temperature: float) -> None:
     if batch_size < 1:
         raise GirlError(f"generation batch_size must be >= 1, got {batch_size}")
     if max_new_tokens < 1:
         raise GirlError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if do_sample and not temperature > 0:
         raise GirlError(f"sampling needs temperature > 0, got {temperature}; use do_sample=False for greedy")
-    eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-    if eos_id is None:
+    if tokenizer.eos_token_id is None:
         raise GirlError("the tokenizer has no EOS token, so generation could never stop early")
 
-    ids = chat_prompt_ids(tokenizer, prompts, system_prompt)
-    # Stable sort, longest first: similar lengths share a batch, so little compute goes to pads.
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
-    gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
-                      eos_token_id=eos_id, pad_token_id=pad_id, num_beams=1, repetition_penalty=1.0)
+def length_sorted_batches(ids: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Indices into ``ids``, longest first, cut into batches of ``batch_size``.
+
+    Stable sort: similar lengths share a batch, so little compute goes to pads, and an
+    out-of-memory error shows up in the first (longest) batch.
+    """
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def generation_kwargs(tokenizer, max_new_tokens: int, do_sample: bool, temperature: float, top_k: int,
+                      top_p: float, fast_decode: bool) -> dict:
+    """The keyword arguments of ``model.generate``, every sampling setting explicit."""
+    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, num_beams=1,
+                  repetition_penalty=1.0)
     if do_sample and fast_decode and not top_k and top_p >= 1.0:
         # The sampler draws the token itself and hands argmax (greedy decoding) a one-hot row.
         from transformers import LogitsProcessorList
 
-        gen_kwargs.update(do_sample=False, logits_processor=LogitsProcessorList([InverseCdfSampler(temperature)]),
-                          temperature=None, top_k=None, top_p=None)
+        kwargs.update(do_sample=False, logits_processor=LogitsProcessorList([InverseCdfSampler(temperature)]),
+                      temperature=None, top_k=None, top_p=None)
     elif do_sample:
         # Explicit, so the model's generation_config and HF's global top_k=50 cannot sneak in.
-        gen_kwargs.update(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p))
-    if do_sample and seed is not None:
-        from .seeding import set_seed
+        kwargs.update(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p))
+    return kwargs
 
-        set_seed(seed)
 
-    device = _model_device(model)
-    dtype = resolve_fast_dtype(fast_dtype, device)
-    response_ids: list[list[int] | None] = [None] * len(prompts)
-    finished: list[bool] = [False] * len(prompts)
+def _generate_batches(model, tokenizer, ids: list[list[int]], batches: list[list[int]], gen_kwargs: dict,
+                      device, dtype, *, num_threads: int, fast_decode: bool,
+                      progress: bool) -> tuple[list[list[int]], list[bool]]:
+    """``(response_ids, finished)`` in prompt order: ``model.generate`` on each left-padded batch.
+
+    The model runs in eval mode under ``torch.inference_mode()`` and inside the fast path's
+    context managers (weights, attention, threads); all of them, and its train/eval mode, are
+    restored afterwards.
+    """
+    import torch
+
+    response_ids: list = [None] * len(ids)
+    finished: list[bool] = [False] * len(ids)
     was_training = model.training
     model.eval()
     try:
@@ -477,27 +447,26 @@ def generate(
         with weights_in(model, dtype, merge_lora=fast_decode), decode_attention(model, fast_decode), \
                 torch_threads(num_threads), torch.inference_mode():
             for batch in iterator:
-                input_ids, attention_mask = left_pad([ids[i] for i in batch], pad_id)
+                input_ids, attention_mask = left_pad([ids[i] for i in batch], tokenizer.pad_token_id)
                 out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                                      **gen_kwargs)
                 # generate returns prompt + new tokens; the prompt part is the padded input.
                 for i, row in zip(batch, out[:, input_ids.shape[1]:].tolist()):
-                    if eos_id in row:
-                        row = row[:row.index(eos_id) + 1]  # keep EOS, drop the pads after it
-                        finished[i] = True
-                    # No EOS: the batch ran to max_new_tokens and every token is a real one.
-                    response_ids[i] = row
+                    response_ids[i], finished[i] = cut_at_eos(row, tokenizer.eos_token_id)
     finally:
         model.train(was_training)
+    return response_ids, finished
 
-    texts = [t.strip() for t in tokenizer.batch_decode(response_ids, skip_special_tokens=True)]
-    return GenerationOutput(
-        texts=texts,
-        response_ids=response_ids,  # type: ignore[arg-type]
-        num_tokens=[len(r) for r in response_ids],  # type: ignore[arg-type]
-        finished=finished,
-        seconds=time.perf_counter() - t0,
-    )
+
+def cut_at_eos(row: list[int], eos_id: int) -> tuple[list[int], bool]:
+    """``(tokens up to and including the first EOS, True)``; ``(row, False)`` without EOS.
+
+    Rows that finish early are padded by Hugging Face; the pads after EOS are dropped. A row
+    without EOS ran to ``max_new_tokens`` and every token in it is a real one.
+    """
+    if eos_id in row:
+        return row[:row.index(eos_id) + 1], True
+    return row, False
 
 
 def generate_from_config(

@@ -4,7 +4,7 @@ A classic recommender *scores* every item of the catalogue and returns the top K
 instead *writes* the next item: the prompt holds an instruction and the user's history as item
 titles, and a LoRA-tuned LLM answers with the title of the next item. Here the items are job
 postings and the history is a seeker's applications; the same code runs on MovieLens
-(:func:`girl_lib.seqrec.load_movielens`), the paper's data.
+(:func:`girl_lib.stages.genrec.sequences.load_movielens`), the paper's data.
 
 **Prompt** (:func:`make_prompt`). One of several paraphrased instructions (drawn per example with
 a seeded RNG, so the model learns the task rather than one wording), then the history, oldest
@@ -18,8 +18,8 @@ nothing else, closed by ``<|im_end|>``::
     <assistant> Senior Cloud Engineer at Reynaud S.A.S.<|im_end|>
 
 Items are named ``"<title> at <company>"``: in the world, job titles alone repeat (see
-:mod:`girl_lib.seqrec`), and a title must identify one posting for "exact title match" to mean
-"the right posting".
+:mod:`girl_lib.stages.genrec.sequences`), and a title must identify one posting for "exact title
+match" to mean "the right posting".
 
 **Training** (:func:`train`). TRL's ``SFTTrainer`` on those prompt/completion rows, loss on the
 answer tokens only, LoRA as in the paper: ``r=8, alpha=16`` on the attention's ``q_proj`` and
@@ -39,7 +39,7 @@ sequences can decode to the same text). Three ways to turn titles into items, re
   catalogue title are allowed (transformers' ``prefix_allowed_tokens_fn``), so every beam is a
   real item. A second beam search.
 
-**Baselines** on the same split (:mod:`girl_lib.seqrec`): popularity, first-order transitions
+**Baselines** on the same split (:mod:`girl_lib.stages.genrec.sequences`): popularity, first-order transitions
 (Markov), and SASRec, a small ID-based causal transformer standing in for the paper's P5.
 
 **Outputs** in ``<run-dir>/genrec/``: ``adapter/`` (LoRA + tokenizer), ``predictions.jsonl`` (per
@@ -66,11 +66,15 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config import Profile
-from .errors import GirlError
-from .rundir import atomic_write_json
-from .seqrec import (Example, Markov, Popularity, SASRecRecommender, SequenceData, leave_one_out,
-                     load_movielens_data, load_world_sequences, rank_metrics)
+from ...config import Profile
+from ...errors import GirlError
+from ...models import load_causal_lm
+from ...rundir import ADAPTER, atomic_write_json, require_complete
+from ...seeding import set_seed
+from ...textgen import chat_prompt_ids, decode_attention, left_pad
+from ...training import peft_lora_config, precision_flags, save_adapter, trainer_args
+from .sequences import (Example, Markov, Popularity, SASRecRecommender, SequenceData, Split, hr_curve,
+                        leave_one_out, load_movielens_data, load_world_sequences, rank_metrics)
 
 SYSTEM_PROMPT = "You are a recommender system. Answer with one title from the catalogue."
 
@@ -91,7 +95,6 @@ INSTRUCTIONS = {
         "These are the movies a user rated, from first to last. Name the movie they will watch next.",
     ),
 }
-ADAPTER = "adapter"
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,9 +140,8 @@ def sample_train(examples: list[Example], n: int, seed: int) -> list[Example]:
 
 def use_bf16(cfg: Profile) -> bool:
     """bf16 on a GPU that supports it, and bf16 *autocast* on a CPU that computes bf16 in hardware
-    (the kit's one precision rule, :func:`girl_lib.models.train_precision`): about 2x faster
-    there. ``--set model.dtype=float32`` turns it off."""
-    from .sft import precision_flags
+    (the kit's one precision rule, :func:`girl_lib.models.train_precision`): faster there
+    (measured: see docs/results.md). ``--set model.dtype=float32`` turns it off."""
 
     return bool(precision_flags(cfg)["bf16"])
 
@@ -148,18 +150,12 @@ def make_trainer(cfg: Profile, model, tokenizer, train_ds, output_dir: Path):
     """A TRL ``SFTTrainer``: completion-only loss, the paper's LoRA, no checkpoints."""
     from trl import SFTConfig, SFTTrainer
 
-    from .sft import peft_lora_config, precision_flags
-
     g = cfg.genrec
-    args = SFTConfig(
-        output_dir=str(output_dir), num_train_epochs=g.num_epochs, max_steps=g.max_steps,
-        learning_rate=g.learning_rate, per_device_train_batch_size=g.batch_size,
-        lr_scheduler_type="cosine", warmup_steps=0.05, max_length=g.max_length,
+    args = SFTConfig(**trainer_args(
+        cfg, output_dir, num_epochs=g.num_epochs, max_steps=g.max_steps, learning_rate=g.learning_rate,
+        batch_size=g.batch_size, max_length=g.max_length,
         completion_only_loss=True, packing=False, gradient_checkpointing=False,
-        logging_steps=1 if 0 < g.max_steps <= 20 else 5, eval_strategy="no", save_strategy="no",
-        report_to="none", seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
-        **precision_flags(cfg),
-    )
+    ))
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                       peft_config=peft_lora_config(g.lora))
 
@@ -167,9 +163,6 @@ def make_trainer(cfg: Profile, model, tokenizer, train_ds, output_dir: Path):
 def train(cfg: Profile, data: SequenceData, examples: list[Example], out: Path):
     """LoRA-tune the base model on ``examples``; returns ``(model, tokenizer, info)`` and saves the adapter."""
     from datasets import Dataset
-
-    from .models import load_causal_lm
-    from .seeding import set_seed
 
     if not examples:
         raise GirlError("GenRec has no training examples: every user needs at least 4 items")
@@ -187,11 +180,7 @@ def train(cfg: Profile, data: SequenceData, examples: list[Example], out: Path):
     seconds = time.time() - t0
     model = trainer.model
     model.eval()
-    adapter = out / ADAPTER
-    if adapter.exists():
-        shutil.rmtree(adapter)
-    model.save_pretrained(adapter)
-    tokenizer.save_pretrained(adapter)
+    save_adapter(model, tokenizer, out / ADAPTER)
     shutil.rmtree(out / "trainer", ignore_errors=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     atomic_write_json(out / "log_history.json", trainer.state.log_history)
@@ -212,7 +201,6 @@ class TitleTrie:
     :meth:`allowed` returns the tokens that continue some title after the tokens generated so
     far; a beam can therefore only ever spell a whole catalogue title and then stop.
     """
-
     def __init__(self, tokenizer, titles: Sequence[str]):
         self.eos = tokenizer.eos_token_id
         self.root: dict = {}
@@ -248,18 +236,16 @@ def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10
                 bf16: bool = False, fast_decode: bool = True, progress: bool = False) -> list[list[str]]:
     """For each prompt, the ``num_beams`` beams of a beam search, best first, deduplicated.
 
-    Prompts are chat-templated and left-padded as in :mod:`girl_lib.generate`. With ``trie`` the
+    Prompts are chat-templated and left-padded as in :mod:`girl_lib.textgen`. With ``trie`` the
     search is constrained to catalogue titles and ``max_new_tokens`` is the longest title, so
     every beam ends with EOS on a complete title. ``bf16`` runs the model under bfloat16 autocast;
-    ``fast_decode`` the one-token steps with :func:`girl_lib.generate.decode_attention`.
+    ``fast_decode`` the one-token steps with :func:`girl_lib.textgen.decode_attention`.
 
     Cost: transformers copies each prompt ``num_beams`` times *before* the first forward pass, so
     the prompt is processed ``num_beams`` times; on a CPU that prefill dominates, which is why the
     prompts are kept short (``genrec.max_history``).
     """
     import torch
-
-    from .generate import chat_prompt_ids, decode_attention, left_pad
 
     ids = chat_prompt_ids(tokenizer, prompts, system_prompt)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
@@ -290,7 +276,6 @@ def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10
 
 class NearestTitle:
     """Map any text to the closest catalogue title (cosine of character 2-4-gram TF-IDF vectors)."""
-
     def __init__(self, titles: Sequence[str]):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -313,7 +298,6 @@ def load_data(cfg: Profile, run_dir: Path) -> SequenceData:
     """The world's sequences, or MovieLens when ``genrec.movielens_dir`` is set."""
     if cfg.genrec.movielens_dir:
         return load_movielens_data(Path(cfg.genrec.movielens_dir).expanduser(), cfg.genrec.min_sequence_length)
-    from .pipeline import require_complete
 
     return load_world_sequences(require_complete(run_dir, "data"))
 
@@ -322,29 +306,22 @@ def _filter(ranked: list[str], history: Sequence[str], on: bool) -> list[str]:
     return [i for i in ranked if i not in set(history)] if on else ranked
 
 
-def run_stage(cfg: Profile, run_dir: Path) -> dict:
-    """``girl genrec``: baselines, GenRec training, beam search, HR@K/NDCG@K into ``genrec/metrics.json``."""
-    from .seeding import set_seed
+def as_items(beams: Sequence[Sequence[str]], test: Sequence[Example], by_name: dict,
+             exclude_history: bool) -> list[list]:
+    """Each user's beams as item ids (exact title match; a made-up title stays a miss), minus their history."""
+    return [_filter([by_name.get(t, f"<not in catalogue: {t}>") for t in b], e.history, exclude_history)
+            for b, e in zip(beams, test)]
 
-    t_start = time.time()
+
+def valid_rate(beams: Sequence[Sequence[str]], by_name: dict) -> float:
+    """The share of beams that are catalogue titles."""
+    n_beams = max(1, sum(len(b) for b in beams))
+    return round(sum(t in by_name for b in beams for t in b) / n_beams, 4)
+
+
+def run_baselines(cfg: Profile, split: Split, test: Sequence[Example], k: int, score) -> None:
+    """Popularity, Markov and SASRec: fitted on s_1 .. s_{n-2}, each reads the whole test history."""
     g = cfg.genrec
-    out = Path(run_dir) / "genrec"
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_data(cfg, run_dir)
-    split = leave_one_out(data.sequences, g.max_history)
-    test = split.test[:g.max_test_users] if g.max_test_users > 0 else split.test
-    targets = [e.target for e in test]
-    k = max(10, g.num_beams)
-    metrics: dict = {"n_users": len(data.sequences), "n_items": len(data.names), "n_test_users": len(test),
-                     "domain": data.domain, "base_model": cfg.model.base_model}
-    ranked: dict[str, list[list[str]]] = {}
-
-    def score(name: str, lists: list[list[str]], seconds: float, **extra) -> None:
-        ranked[name] = lists
-        metrics[name] = {**rank_metrics(lists, targets), "seconds": round(seconds, 2), **extra}
-        print(f"[girl] genrec: {name:<19} HR@10 {metrics[name]['hr@10']:.3f}  NDCG@10 {metrics[name]['ndcg@10']:.3f}")
-
-    # --- baselines: fitted on s_1 .. s_{n-2}, read the whole test history ---
     for name, cls in (("popularity", Popularity), ("markov", Markov)):
         t0 = time.time()
         model = cls(split.train_sequences)
@@ -357,7 +334,14 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
     score("sasrec", sasrec.recommend_many([e.history for e in test], k, g.exclude_history), time.time() - t0,
           final_loss=round(sasrec.losses[-1], 4) if sasrec.losses else None)
 
-    # --- GenRec ---
+
+def run_genrec(cfg: Profile, data: SequenceData, split: Split, test: Sequence[Example], out: Path, metrics: dict,
+               score) -> tuple[list[list[str]], list[list[str]] | None]:
+    """Train GenRec, then score its free beams (exact and nearest title) and its constrained ones.
+
+    Returns ``(beams, constrained_beams)`` per test user (``None``: ``genrec.constrained`` off).
+    """
+    g = cfg.genrec
     set_seed(cfg.seed)
     train_examples = sample_train(split.train, g.max_train_examples, cfg.seed)
     metrics["n_train_examples"] = len(train_examples)
@@ -372,11 +356,8 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
     beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, max_new_tokens=g.max_new_tokens,
                         batch_size=g.beam_batch_size, bf16=bf16, fast_decode=cfg.generation.fast_decode, progress=True)
     metrics["decode_seconds"] = round(time.time() - t0, 1)
-    n_beams = max(1, sum(len(b) for b in beams))
-    exact = [_filter([by_name.get(t, f"<not in catalogue: {t}>") for t in b], e.history, g.exclude_history)
-             for b, e in zip(beams, test)]
-    score("genrec_exact", exact, metrics["decode_seconds"],
-          valid_rate=round(sum(t in by_name for b in beams for t in b) / n_beams, 4))
+    score("genrec_exact", as_items(beams, test, by_name, g.exclude_history), metrics["decode_seconds"],
+          valid_rate=valid_rate(beams, by_name))
     nearest = NearestTitle(list(by_name))
     mapped = [_filter(list(dict.fromkeys(by_name[t] for t in nearest.map(b))), e.history, g.exclude_history)
               for b, e in zip(beams, test)]
@@ -389,19 +370,46 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
         constrained_beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, batch_size=g.beam_batch_size,
                                         trie=trie, bf16=bf16, fast_decode=cfg.generation.fast_decode, progress=True)
         metrics["constrained_decode_seconds"] = round(time.time() - t0, 1)
-        n_c = max(1, sum(len(b) for b in constrained_beams))
-        score("genrec_constrained",
-              [_filter([by_name.get(t, f"<not in catalogue: {t}>") for t in b], e.history, g.exclude_history)
-               for b, e in zip(constrained_beams, test)],
-              metrics["constrained_decode_seconds"],
-              valid_rate=round(sum(t in by_name for b in constrained_beams for t in b) / n_c, 4))
+        score("genrec_constrained", as_items(constrained_beams, test, by_name, g.exclude_history),
+              metrics["constrained_decode_seconds"], valid_rate=valid_rate(constrained_beams, by_name))
+    return beams, constrained_beams
 
-    with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
+
+def write_predictions(path: Path, data: SequenceData, test: Sequence[Example], beams: list[list[str]],
+                      constrained_beams: list[list[str]] | None, ranked: dict, k: int) -> None:
+    """``predictions.jsonl``: per test user, the history, the target, the beams and every method's top ``k``."""
+    with open(path, "w", encoding="utf-8") as fh:
         for j, e in enumerate(test):
             row = {"user": e.user, "history": [data.names[i] for i in e.history], "target": data.names[e.target],
                    "beams": beams[j], **({"constrained_beams": constrained_beams[j]} if constrained_beams else {})}
             row.update({m: [data.names.get(i, i) for i in lists[j][:k]] for m, lists in ranked.items()})
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def run_stage(cfg: Profile, run_dir: Path) -> dict:
+    """``girl genrec``: baselines, GenRec training, beam search, HR@K/NDCG@K into ``genrec/metrics.json``."""
+    t_start = time.time()
+    g = cfg.genrec
+    out = Path(run_dir) / "genrec"
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_data(cfg, run_dir)
+    split = leave_one_out(data.sequences, g.max_history)
+    test = split.test[:g.max_test_users] if g.max_test_users > 0 else split.test
+    targets = [e.target for e in test]
+    k = max(10, g.num_beams)
+    metrics: dict = {"n_users": len(data.sequences), "n_items": len(data.names), "n_test_users": len(test),
+                     "domain": data.domain, "base_model": cfg.model.base_model}
+    ranked: dict[str, list[list[str]]] = {}
+
+    def score(name: str, lists: list[list[str]], seconds: float, **extra) -> None:
+        """Record one method's ranked lists and HR@K/NDCG@K (over ``test``), and print its headline."""
+        ranked[name] = lists
+        metrics[name] = {**rank_metrics(lists, targets), "seconds": round(seconds, 2), **extra}
+        print(f"[girl] genrec: {name:<19} HR@10 {metrics[name]['hr@10']:.3f}  NDCG@10 {metrics[name]['ndcg@10']:.3f}")
+
+    run_baselines(cfg, split, test, k, score)
+    beams, constrained_beams = run_genrec(cfg, data, split, test, out, metrics, score)
+    write_predictions(out / "predictions.jsonl", data, test, beams, constrained_beams, ranked, k)
     metrics["seconds"] = round(time.time() - t_start, 1)
     atomic_write_json(out / "metrics.json", metrics)
     (out / "profile.json").write_text(cfg.to_json())
@@ -430,8 +438,6 @@ def results_table(metrics: dict) -> list[dict]:
 
 def hr_curves(predictions: Sequence[dict], max_k: int = 10) -> dict[str, list[float]]:
     """``{method: [HR@1, ..., HR@max_k]}`` from ``predictions.jsonl`` rows (items compared by name)."""
-    from .seqrec import hr_curve
-
     targets = [p["target"] for p in predictions]
     return {m: hr_curve([p[m] for p in predictions], targets, max_k) for m in METHODS if predictions and m in predictions[0]}
 

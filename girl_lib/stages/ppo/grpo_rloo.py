@@ -4,7 +4,7 @@
 its adapter merged, a fresh LoRA on top; the reference is that model with the LoRA disabled)
 against the same reward (the stage-2 reward model, standardised like PPO's, minus the same
 missing-EOS penalty), on the same number of episodes, and evaluate it with the same function
-(:func:`girl_lib.ppo.evaluate`). Only the algorithm differs:
+(:func:`girl_lib.stages.ppo.evaluate.evaluate`). Only the algorithm differs:
 
 * **PPO** (the kit's): a learned value head and GAE give every token its own advantage;
 * **GRPO** (Shao et al., 2024): no critic; ``G`` completions per prompt, and each completion's
@@ -25,9 +25,17 @@ import shutil
 import time
 from pathlib import Path
 
-from .config import Profile
-from .errors import GirlError
-from .rundir import atomic_write_json
+from ...config import Profile
+from ...errors import GirlError
+from ...generators import load_sft_model
+from ...oracle_eval import oracle_report
+from ...rundir import ADAPTER, atomic_write_json, require_complete
+from ...scoring import load_reward_model, make_scorer
+from ...seeding import set_seed
+from ...training import peft_lora_config, precision_flags, save_adapter, to_chat
+from ...world import Oracle, load_split, make_prompt
+from .evaluate import evaluate
+from .policy import PolicyWithValueHead
 
 ALGOS = ("grpo", "rloo")
 
@@ -47,13 +55,10 @@ def _trl_classes(algo: str):
 def make_reward_fn(cfg: Profile, run_dir: Path, rm, rm_tok, eos_id: int, seekers_by_id: dict, oracle):
     """The reward function TRL calls: PPO's reward, completion by completion.
 
-    :func:`girl_lib.ppo.make_scorer`'s standardised score (as in PPO), minus ``ppo.missing_eos_penalty``
+    :func:`girl_lib.scoring.make_scorer`'s standardised score (as in PPO), minus ``ppo.missing_eos_penalty``
     for a completion that never produced EOS. As a side effect it logs the oracle's verdict on
     the rollouts (``oracle/accept_rate`` ...) through TRL's ``log_metric``.
     """
-    from .oracle_eval import oracle_report
-    from .ppo import make_scorer
-
     p = cfg.ppo
     scorer = make_scorer(cfg, run_dir, rm, rm_tok, oracle)  # ppo.reward_source: the reward model or the oracle
 
@@ -82,8 +87,6 @@ def trl_args(cfg: Profile, algo: str, output_dir: Path):
     ``ppo.minibatch_size`` made of micro-batches of ``ppo.micro_batch_size`` (gradient
     accumulation).
     """
-    from .sft import precision_flags
-
     p = cfg.ppo
     config_cls, _ = _trl_classes(algo)
     if p.rollout_batch_size % p.group_size or p.rollout_batch_size % p.minibatch_size or p.minibatch_size % p.micro_batch_size:
@@ -111,17 +114,18 @@ def trl_args(cfg: Profile, algo: str, output_dir: Path):
     return config_cls(**kw)
 
 
-def train_and_evaluate(cfg: Profile, run_dir: Path, algo: str, log=print) -> dict:
-    """Train the ``algo`` arm with TRL, evaluate it like PPO, write ``<run_dir>/<algo>/``."""
+def prompt_dataset(pool: list[dict], p):
+    """The prompts TRL samples from: ``iterations x rollout_batch_size / group_size`` train
+    seekers, shuffled with ``ppo.seed``, each row carrying its ``seeker_id`` for the reward."""
     from datasets import Dataset
 
-    from .pipeline import require_complete
-    from .ppo import PolicyWithValueHead, evaluate
-    from .reward import load_reward_model
-    from .seeding import set_seed
-    from .sft import load_sft_model, peft_lora_config, to_chat
-    from .world import Oracle, load_split, make_prompt
+    n_prompts = p.iterations * p.rollout_batch_size // p.group_size
+    rows = [{**to_chat(make_prompt(s["cv_text"])), "seeker_id": s["id"]} for s in pool]
+    return Dataset.from_list(rows).shuffle(seed=p.seed).select(range(min(len(rows), max(n_prompts, 1))))
 
+
+def run_stage(cfg: Profile, run_dir: Path, algo: str) -> dict:
+    """``girl ppo --algo grpo|rloo``: train with TRL, evaluate like PPO, write ``<run_dir>/<algo>/``."""
     _, trainer_cls = _trl_classes(algo)
     run_dir = Path(run_dir)
     data_dir = require_complete(run_dir, "data")
@@ -136,9 +140,7 @@ def train_and_evaluate(cfg: Profile, run_dir: Path, algo: str, log=print) -> dic
     rm, rm_tok = load_reward_model(cfg, run_dir)
     oracle = Oracle(noise=cfg.data.recruiter_noise)
     pool = load_split(data_dir, "seekers", "train")
-    n_prompts = p.iterations * p.rollout_batch_size // p.group_size
-    rows = [{**to_chat(make_prompt(s["cv_text"])), "seeker_id": s["id"]} for s in pool]
-    dataset = Dataset.from_list(rows).shuffle(seed=p.seed).select(range(min(len(rows), max(n_prompts, 1))))
+    dataset = prompt_dataset(pool, p)
     args = trl_args(cfg, algo, out / "trainer")
     reward_fn = make_reward_fn(cfg, run_dir, rm, rm_tok, tok.eos_token_id, {s["id"]: s for s in pool}, oracle)
     reward_fn.__name__ = "reward_model"
@@ -151,12 +153,7 @@ def train_and_evaluate(cfg: Profile, run_dir: Path, algo: str, log=print) -> dic
 
     policy = trainer.model.eval()
     ev = evaluate(cfg, run_dir, PolicyWithValueHead(policy), tok, rm, rm_tok, oracle)
-    tmp = out / ".adapter.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out / "adapter", ignore_errors=True)
-    tmp.rename(out / "adapter")
+    save_adapter(policy, tok, out / ADAPTER)
     shutil.rmtree(out / "trainer", ignore_errors=True)
     logs = trainer.state.log_history
     sft_r, arm_r = ev["sft"]["report"], ev["ppo"]["report"]
@@ -180,28 +177,6 @@ def train_and_evaluate(cfg: Profile, run_dir: Path, algo: str, log=print) -> dic
             f"{algo}_accept_rate": arm_r.get("accept_rate"), "accept_rate_gain": metrics["accept_rate_gain"],
             "p_accept_gain": metrics["p_accept_gain"], "rm_score_gain": metrics["rm_score_gain"],
             "kl_exact_eval": ev.get("kl_exact_mean"), "seconds_per_iteration": metrics["seconds_per_iteration"]}
-
-
-def run_stage(cfg: Profile, run_dir: Path, algo: str, force: bool = False, log=print) -> dict:
-    """``girl ppo --algo grpo|rloo``: like a pipeline stage, into ``<run_dir>/<algo>/``.
-
-    Skipped when complete (``manifest.json``) unless ``force``; not part of ``girl run``.
-    """
-    from .rundir import clear_manifest, ensure_writable, is_complete, read_manifest, write_manifest
-
-    _trl_classes(algo)
-    out = Path(run_dir) / algo
-    if is_complete(out) and not force:
-        log(f"[girl] {algo}: complete in {out}, skipped (use --force to redo)")
-        return read_manifest(out) or {}
-    ensure_writable(run_dir)
-    clear_manifest(out)
-    log(f"[girl] {algo}: running (profile {cfg.name}) -> {out}")
-    t0 = time.time()
-    result = train_and_evaluate(cfg, Path(run_dir), algo, log=log)
-    manifest = write_manifest(out, algo, cfg.name, time.time() - t0, result)
-    log(f"[girl] {algo}: done in {manifest['seconds']:.1f} s")
-    return manifest
 
 
 def read_metrics(run_dir: Path, algo: str) -> dict:

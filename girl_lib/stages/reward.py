@@ -16,7 +16,7 @@ read? ``reward.pooling`` (:mod:`girl_lib.pooling`) decides:
   assistant header (``<|im_start|>assistant\n``), so padding and the CV stay out of the pool.
 * ``last``: Hugging Face's stock head, the hidden state of the *last real token* (the
   InstructGPT recipe). That token must gather the comparison through attention alone; with a
-  few hundred pairs it does not (held-out accuracy 0.64 on ``cpu``, measured).
+  few hundred pairs it does not (docs/results.md).
 
 ``reward.num_layers`` keeps only the base's first N layers (the best features for this task sit
 mid-network: see :mod:`girl_lib.pooling`), which also makes every score cheaper. The pad token
@@ -54,16 +54,10 @@ same chat: ``[system = the world's SYSTEM_PROMPT, user = make_prompt(CV), assist
 through the tokenizer's chat template — exactly what the generator sees plus the JD it writes.
 So PPO can score a generated JD by passing its decoded text to :func:`score`.
 
-**What it costs, what it reaches.** Every pair is two forward and backward passes over ~260
-tokens. The ``cpu`` profile keeps 12 of SmolLM2-135M's 30 layers, LoRA on the top 8 of them
-(backpropagation stops there), bf16 autocast: 64 steps of 8 pairs at lr 5e-3 take ~3.6 s each on
-2 cores, the stage ~5 min. Measured on 160 held-out pairs: pairwise accuracy 0.84 (feedback
-0.89, hard negatives 0.73), AUC vs the oracle 0.70 on real JDs and 0.72 on SFT-generated ones.
-The stock last-token head (all 30 layers, LoRA on the top 8, 256 pairs at lr 5e-4: the previous
-recipe) reached 0.64 and an AUC of 0.47 on generated JDs; with everything else as the ``cpu``
-profile (12 layers, lr 5e-3, 512 pairs) it stays at chance (0.52). Hard negatives remain the
-weak spot, and the issue's 0.90 needs more pairs than 5 CPU minutes buy: the ``gpu`` profile
-trains on 20 000.
+**What it costs.** Every pair is two forward and backward passes over a few hundred tokens.
+The ``cpu`` profile keeps 12 of SmolLM2-135M's 30 layers and trains LoRA on the top 8 of them
+(backpropagation stops there), under bf16 autocast where the CPU computes it natively. What
+that reaches, and the pooling ablation behind the default: docs/results.md (reward model).
 
 Outputs in ``<run-dir>/reward/``: ``adapter/`` (LoRA + score head + tokenizer,
 ``save_pretrained``), ``metrics.json`` (held-out pairwise accuracy overall and per kind; AUC of
@@ -81,11 +75,18 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config import Profile
-from .errors import GirlError
-from .rundir import atomic_write_json
+from ..config import Profile
+from ..errors import GirlError
+from ..generators import load_sft_model, reusable_val_generations
+from ..metrics.scores import binary_auc
+from ..pooling import token_scores
+from ..rundir import ADAPTER, atomic_write_json, is_complete, require_complete
+from ..scoring import chat_ids, load_base, score, score_prompts, scoring_bf16
+from ..seeding import set_seed
+from ..textgen import generate_from_config
+from ..training import peft_lora_config, save_adapter, to_chat, trainer_args
+from ..world import SYSTEM_PROMPT, Oracle, load_jsonl, load_split, make_prompt
 
-ADAPTER = "adapter"
 KINDS = ("feedback", "hard_negative")
 MAX_GENERATED_EVAL = 64  # at most this many SFT-generated JDs are scored (generation is slow on a CPU)
 
@@ -119,8 +120,6 @@ def to_preference(prompt: str, chosen: str, rejected: str) -> dict:
     ``prompt + chosen`` and ``prompt + rejected`` and applies the chat template to each, which
     is exactly the text :func:`score_prompts` builds at inference.
     """
-    from .sft import to_chat
-
     return {**to_chat(prompt),
             "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}]}
@@ -132,8 +131,6 @@ def load_pairs(data_dir: Path, split: str, limit: int | None = None) -> list[dic
     A malformed line raises the world loader's :class:`~girl_lib.errors.DataError` (file, line,
     field): nothing is silently dropped.
     """
-    from .world import load_split
-
     return load_split(data_dir, "rm_pairs", split, limit)
 
 
@@ -153,170 +150,28 @@ def reward_datasets(data_dir: Path, cfg: Profile):
     return pref(train), (pref(val) if val else None)
 
 
-def chat_ids(tokenizer, prompt: str, jd: str) -> list[int]:
-    """Token ids of ``[system, user=prompt, assistant=jd]`` through the chat template.
-
-    The same call TRL makes when it tokenises a preference row, so training and scoring agree
-    token for token (a test checks it).
-    """
-    from .sft import to_chat
-
-    messages = to_chat(prompt)["prompt"] + [{"role": "assistant", "content": jd}]
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)
-    return [int(t) for t in out["input_ids"]]
-
-
 # --------------------------------------------------------------------------------------------
 # Model pieces
 # --------------------------------------------------------------------------------------------
 def peft_reward_config(cfg: Profile):
     """LoRA on the attention projections + a fully trained (and saved) ``score`` head."""
-    from .sft import peft_lora_config
-
     peft_cfg = peft_lora_config(cfg.reward.lora, task_type="SEQ_CLS")
     peft_cfg.modules_to_save = ["score"]
     return peft_cfg
 
 
-def load_base(cfg: Profile):
-    """``(model, tokenizer)``: the base LLM with a fresh, seeded 1-logit ``score`` head.
-
-    Loading a causal-LM checkpoint as a sequence classifier reports ``score.weight`` as missing
-    (it is new, that is the point) and ``lm_head`` as unused; TRL's context manager silences
-    exactly those two expected messages.
-    """
-    from contextlib import nullcontext
-
-    from .models import load_sequence_classifier
-    from .seeding import set_seed
-
-    try:
-        from trl.trainer.reward_trainer import suppress_seqcls_warning
-    except ImportError:  # pragma: no cover - older/newer TRL
-        suppress_seqcls_warning = nullcontext
-    from .pooling import prepare_reward_model
-
-    set_seed(cfg.seed)  # the head's initialisation
-    with suppress_seqcls_warning():
-        model, tokenizer = load_sequence_classifier(cfg.model, device=cfg.device, seed=cfg.seed)
-    return prepare_reward_model(model, tokenizer, cfg.reward.pooling, cfg.reward.num_layers), tokenizer
-
-
-def score_head(model):
-    """The ``score`` weight that is actually used: PEFT's trainable copy when wrapped."""
-    for name, module in model.named_modules():
-        if name.endswith("score.modules_to_save.default"):
-            return module.weight
-    return model.get_submodule("score").weight
-
-
-def reward_precision(cfg: Profile) -> dict:
-    """The Trainer's precision flags for the reward model: the kit's one rule
-    (:func:`girl_lib.models.train_precision`). With ``model.dtype=auto`` on a CPU that computes
-    bf16 in hardware, training and scoring run under bf16 autocast: about 2x faster there, and
-    a reward model only has to rank, which bf16's three significant digits do fine.
-    ``--set model.dtype=float32`` turns it off.
-    """
-    from .sft import precision_flags
-
-    return precision_flags(cfg)
-
-
-# --------------------------------------------------------------------------------------------
-# Scoring
-# --------------------------------------------------------------------------------------------
-def score_prompts(model, tokenizer, prompts: Sequence[str], jd_texts: Sequence[str], batch_size: int = 16,
-                  max_length: int | None = None, bf16: bool = False):
-    """Reward of each (user prompt, JD) pair: a float32 CPU tensor ``[n]``, in the input order.
-
-    ``prompts`` are user messages as the generator sees them (``make_prompt(cv)``, the ``prompt``
-    field of ``sft.jsonl``/``rm_pairs.jsonl``). Sequences are sorted by length, batched and
-    **right-padded** with the pad token: the model pools the rightmost non-pad token, and with
-    right padding the real tokens keep the positions they have alone, so a row's score does not
-    depend on its batch mates. A sequence longer than ``max_length`` keeps its *last*
-    ``max_length`` tokens (the JD and its closing tokens, where the score is read).
-    ``bf16=True`` runs the forward under bfloat16 autocast (about 2x faster on GPUs and on
-    bf16-capable CPUs; scores then differ from fp32 in the third significant digit).
-    """
-    import torch
-
-    from .generate import right_pad
-
-    prompts, jd_texts = list(prompts), list(jd_texts)
-    if len(prompts) != len(jd_texts):
-        raise ValueError(f"{len(prompts)} prompts but {len(jd_texts)} JDs")
-    if batch_size < 1:
-        raise GirlError(f"reward batch_size must be >= 1, got {batch_size}")
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None or pad_id == tokenizer.eos_token_id:
-        raise GirlError("the reward tokenizer needs a pad token distinct from EOS; load it with girl_lib.models")
-    seqs = [chat_ids(tokenizer, p, j) for p, j in zip(prompts, jd_texts)]
-    if max_length:
-        seqs = [s[-max_length:] for s in seqs]
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-    out = torch.zeros(len(seqs), dtype=torch.float32)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    try:
-        with torch.inference_mode(), autocast:
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                ids, mask = right_pad([seqs[i] for i in idx], pad_id)
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-                out[idx] = logits[:, 0].float().cpu()
-    finally:
-        model.train(was_training)
-    return out
-
-
-def score(model, tokenizer, cv_texts: Sequence[str], jd_texts: Sequence[str], batch_size: int = 16,
-          max_length: int | None = None, bf16: bool = False):
-    """Reward of each (CV, JD) pair: a float32 CPU tensor ``[n]``. **Takes CV texts.**
-
-    Each CV is wrapped with the world's ``make_prompt`` (instruction + CV), then scored by
-    :func:`score_prompts`. PPO and the evaluation stage call this with the seekers' ``cv_text``
-    and the decoded JDs. Higher is better; only differences between scores of the same CV are
-    meaningful (Bradley–Terry), although on this world scores also rank well across CVs (see
-    the AUC in ``metrics.json``).
-    """
-    from .world import make_prompt
-
-    return score_prompts(model, tokenizer, [make_prompt(cv) for cv in cv_texts], jd_texts,
-                         batch_size=batch_size, max_length=max_length, bf16=bf16)
-
-
-# --------------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------------
 def make_trainer(cfg: Profile, model, tokenizer, train_ds, eval_ds, output_dir: Path):
     """A TRL ``RewardTrainer`` configured from the profile (pairwise loss, LoRA + score head, no saving)."""
     from trl import RewardConfig, RewardTrainer
 
     r = cfg.reward
-    args = RewardConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=r.num_epochs,
-        max_steps=r.max_steps,
-        learning_rate=r.learning_rate,
-        per_device_train_batch_size=r.batch_size,  # pairs: the model sees 2 x batch_size sequences
-        per_device_eval_batch_size=r.batch_size,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,
-        max_length=r.max_length,  # TRL drops (does not truncate) longer pairs; we count them
+    args = RewardConfig(**trainer_args(
+        cfg, output_dir, num_epochs=r.num_epochs, max_steps=r.max_steps, learning_rate=r.learning_rate,
+        batch_size=r.batch_size,  # pairs: the model sees 2 x batch_size sequences
+        max_length=r.max_length,  # TRL drops (does not truncate) longer pairs; train() counts them
         activation_checkpointing=False,  # TRL turns it on by default; for a 135M model it only costs time
         disable_dropout=True,
-        logging_steps=1 if r.max_steps and 0 < r.max_steps <= 20 else 5,
-        eval_strategy="no",  # evaluated once at the end with score() (below)
-        save_strategy="no",  # the adapter is saved explicitly with save_pretrained
-        report_to="none",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-        **reward_precision(cfg),
-    )
+    ))
     return RewardTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=peft_reward_config(cfg))
 
@@ -350,8 +205,6 @@ def evaluate_pairs(model, tokenizer, pairs: list[dict], batch_size: int = 16, ma
 
 
 def _auc(labels: list[int], scores: list[float]) -> float | None:
-    from .metrics import binary_auc
-
     return binary_auc(labels, scores) if 0 < sum(labels) < len(labels) else None
 
 
@@ -362,8 +215,6 @@ def evaluate_real(model, tokenizer, data_dir: Path, limit: int, batch_size: int 
     Also the AUC against the recruiters' observed decision (``accepted``, which includes their
     noise), and the mean/std of the scores (PPO may use them to normalise rewards).
     """
-    from .world import Oracle, load_jsonl
-
     seekers = {s["id"]: s for s in load_jsonl(Path(data_dir) / "seekers.jsonl", "seekers")}
     jobs = {j["id"]: j for j in load_jsonl(Path(data_dir) / "jobs.jsonl", "jobs")}
     apps = [a for a in load_jsonl(Path(data_dir) / "applications.jsonl", "applications") if a["split"] == "val"]
@@ -391,11 +242,6 @@ def evaluate_generated(cfg: Profile, run_dir: Path, model, tokenizer, n: int, bf
 
     Skipped, with a note, when ``<run-dir>/sft`` is not complete.
     """
-    from .generate import generate_from_config
-    from .rundir import is_complete
-    from .sft import load_sft_model, reusable_val_generations
-    from .world import SYSTEM_PROMPT, Oracle, load_split, make_prompt
-
     if not is_complete(Path(run_dir) / "sft"):
         return {"n_generated": 0, "auc_generated": None,
                 "generated_note": "skipped: no complete SFT stage in this run dir (run 'girl sft' first)"}, []
@@ -442,12 +288,24 @@ def count_too_long(n_before: int, prepared) -> int:
     return n_before - len(prepared)
 
 
+def evaluate_held_out(cfg: Profile, run_dir: Path, model, tokenizer) -> tuple[dict, dict]:
+    """Pairwise accuracy on val pairs, AUC against the oracle on real and on SFT-generated JDs.
+
+    All through :func:`girl_lib.scoring.score`, the exact function PPO calls. Returns the
+    metrics and the per-example rows behind them (``pairs``, ``real``, ``generated``).
+    """
+    r, data_dir = cfg.reward, Path(run_dir) / "data"
+    bs, bf16 = r.batch_size * 2, scoring_bf16(cfg)
+    oracle = Oracle(noise=cfg.data.recruiter_noise)
+    val_pairs = load_pairs(data_dir, "val", r.max_eval_pairs)
+    pair_m, pair_rows = evaluate_pairs(model, tokenizer, val_pairs, bs, r.max_length, bf16)
+    real_m, real_rows = evaluate_real(model, tokenizer, data_dir, r.max_eval_pairs, bs, r.max_length, bf16, oracle)
+    gen_m, gen_rows = evaluate_generated(cfg, run_dir, model, tokenizer, n_generated_eval(cfg), bf16, oracle)
+    return {**pair_m, **real_m, **gen_m}, {"pairs": pair_rows, "real": real_rows, "generated": gen_rows}
+
+
 def train(cfg: Profile, run_dir: Path) -> dict:
     """Train the reward model on ``<run_dir>/data/rm_pairs.jsonl``, evaluate it, save to ``<run_dir>/reward``."""
-    from .pipeline import require_complete
-    from .seeding import set_seed
-    from .world import Oracle
-
     data_dir = require_complete(run_dir, "data")
     out = Path(run_dir) / "reward"
     out.mkdir(parents=True, exist_ok=True)
@@ -469,22 +327,11 @@ def train(cfg: Profile, run_dir: Path) -> dict:
     result = trainer.train()
     train_seconds = time.time() - t0
 
-    adapter_dir = out / ADAPTER
-    if adapter_dir.exists():
-        shutil.rmtree(adapter_dir)
-    trainer.model.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
+    save_adapter(trainer.model, tokenizer, out / ADAPTER)
     shutil.rmtree(out / "trainer", ignore_errors=True)
 
-    # Held-out evaluation, all through score(): the exact function PPO will call.
-    model = trainer.model.eval()
-    bs, bf16 = r.batch_size * 2, bool(reward_precision(cfg)["bf16"])
-    oracle = Oracle(noise=cfg.data.recruiter_noise)
     t1 = time.time()
-    val_pairs = load_pairs(data_dir, "val", r.max_eval_pairs)
-    pair_m, pair_rows = evaluate_pairs(model, tokenizer, val_pairs, bs, r.max_length, bf16)
-    real_m, real_rows = evaluate_real(model, tokenizer, data_dir, r.max_eval_pairs, bs, r.max_length, bf16, oracle)
-    gen_m, gen_rows = evaluate_generated(cfg, run_dir, model, tokenizer, n_generated_eval(cfg), bf16, oracle)
+    eval_m, eval_rows = evaluate_held_out(cfg, run_dir, trainer.model.eval(), tokenizer)
     eval_seconds = time.time() - t1
 
     logs = trainer.state.log_history
@@ -501,15 +348,15 @@ def train(cfg: Profile, run_dir: Path) -> dict:
         "global_steps": result.global_step,
         "train_seconds": round(train_seconds, 1),
         "eval_seconds": round(eval_seconds, 1),
-        "bf16_autocast": bf16,
+        "bf16_autocast": scoring_bf16(cfg),
         "train_tokens_per_second": round(n_tokens / max(1, len(trainer.train_dataset))
                                          * result.global_step * r.batch_size / train_seconds, 1),
         "first_loss": losses[0] if losses else None,
         "final_train_loss": losses[-1] if losses else None,
         "final_train_accuracy": train_acc[-1] if train_acc else None,
-        **pair_m, **real_m, **gen_m,
+        **eval_m,
     }
-    atomic_write_json(out / "eval_scores.json", {"pairs": pair_rows, "real": real_rows, "generated": gen_rows})
+    atomic_write_json(out / "eval_scores.json", eval_rows)
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_json(out / "log_history.json", logs)
     (out / "profile.json").write_text(cfg.to_json())
@@ -527,41 +374,8 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# Loading the trained reward model
+# Small analysis helpers for the notebook
 # --------------------------------------------------------------------------------------------
-def adapter_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "reward" / ADAPTER
-
-
-def load_reward_model(cfg: Profile, run_dir: Path, is_trainable: bool = False):
-    """``(PeftModel, tokenizer)``: base + fresh head, then the saved LoRA **and score head** on top.
-
-    The base's freshly initialised ``score`` layer is replaced by the trained copy stored in the
-    adapter (``modules_to_save``), so the reloaded model gives the trained scores exactly.
-    """
-    from peft import PeftModel
-
-    path = adapter_path(run_dir)
-    if not (path / "adapter_config.json").is_file():
-        raise GirlError(f"no reward adapter in {path}; run 'girl reward --profile {cfg.name}' first")
-    saved = json.loads((Path(run_dir) / "reward" / "metrics.json").read_text())
-    trained_on = saved.get("base_model")
-    if trained_on and trained_on != cfg.model.base_model:
-        raise GirlError(f"the reward adapter in {path} was trained on '{trained_on}', not '{cfg.model.base_model}'; "
-                        "use the same --base-model or retrain with --force")
-    # The pooling and the backbone's depth are not stored in the adapter: they must match. An
-    # adapter from before they existed used the stock last-token head on the full model.
-    for key, now, legacy in (("pooling", cfg.reward.pooling, "last"), ("num_layers", cfg.reward.num_layers, 0)):
-        if saved.get(key, legacy) != now:
-            then = saved.get(key, legacy)
-            raise GirlError(f"the reward adapter in {path} was trained with reward.{key}={then}, not {now}; "
-                            f"use --set reward.{key}={then} or retrain with --force ('girl reward --force')")
-    base, tokenizer = load_base(cfg)
-    model = PeftModel.from_pretrained(base, path, is_trainable=is_trainable)
-    model.eval()
-    return model, tokenizer
-
-
 def load_eval_scores(run_dir: Path) -> dict:
     """The per-example scores behind ``metrics.json`` (``pairs``, ``real``, ``generated``)."""
     path = Path(run_dir) / "reward" / "eval_scores.json"
@@ -570,9 +384,6 @@ def load_eval_scores(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-# --------------------------------------------------------------------------------------------
-# Small analysis helpers for the notebook
-# --------------------------------------------------------------------------------------------
 def calibration_bins(scores: Sequence[float], labels: Sequence[int], n_bins: int = 5) -> list[dict]:
     """Equal-count bins of the score: mean score and the oracle's acceptance rate in each.
 
@@ -631,9 +442,6 @@ def token_report(model, tokenizer, cv_text: str, jd_texts: Sequence[str], labels
     ``words=True`` averages the sub-word tokens of each word so the x axis stays readable.
     Returns the figure."""
     import matplotlib.pyplot as plt
-
-    from .pooling import token_scores
-    from .world import make_prompt
 
     fig, axes = plt.subplots(len(jd_texts), 1, figsize=(16, 2.6 * len(jd_texts)), squeeze=False)
     for k, jd in enumerate(jd_texts):

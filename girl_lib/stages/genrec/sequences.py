@@ -1,6 +1,6 @@
 """Sequences of items for next-item recommendation: loading, the leave-one-out split, baselines.
 
-GenRec (:mod:`girl_lib.genrec`) and the classic recommenders it is compared with all read the
+GenRec (:mod:`girl_lib.stages.genrec`) and the classic recommenders it is compared with all read the
 same thing: for every user, the items they interacted with, in time order. Here that is a job
 seeker's applications (``<run-dir>/data/sequences.jsonl``) or, with the same code, a MovieLens
 user's ratings (``movies.csv`` + ``ratings.csv``, :func:`load_movielens`).
@@ -43,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import DataError, GirlError
+from ...errors import DataError, GirlError
+from ...metrics.ranking import hit_rate_at_k, ndcg_at_k
+from ...world import load_jsonl
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,10 +77,9 @@ def job_names(jobs: Iterable[dict]) -> dict[str, str]:
 @dataclass
 class SequenceData:
     """``sequences[user]`` = item ids in time order; ``names[item]`` = its unique catalogue name."""
-
     sequences: dict[str, list[str]]
     names: dict[str, str]
-    domain: str = "jobs"  # picks the prompt wording in girl_lib.genrec: jobs | movies
+    domain: str = "jobs"  # picks the prompt wording in girl_lib.stages.genrec: jobs | movies
 
     @property
     def catalogue(self) -> list[str]:
@@ -123,8 +124,6 @@ def load_world_sequences(data_dir: Path | str) -> SequenceData:
     All splits are used (train, val, test and cold seekers): leave-one-out holds out the *last
     items of every user*, not whole users. Both files are validated by :mod:`girl_lib.world.io`.
     """
-    from .world import load_jsonl
-
     data_dir = Path(data_dir)
     records = load_jsonl(data_dir / "sequences.jsonl", "sequences")
     if not records:
@@ -222,7 +221,7 @@ def load_movielens(folder: Path | str | None = None, *, movies_csv: Path | str |
 
 
 def load_movielens_data(folder: Path | str, min_length: int = 5) -> SequenceData:
-    """:func:`load_movielens` as a :class:`SequenceData` (what :func:`girl_lib.genrec.run_stage` reads)."""
+    """:func:`load_movielens` as a :class:`SequenceData` (what :func:`girl_lib.stages.genrec.run_stage` reads)."""
     records, names = load_movielens(folder, min_length=min_length)
     return from_records(records, names, domain="movies")
 
@@ -233,7 +232,6 @@ def load_movielens_data(folder: Path | str, min_length: int = 5) -> SequenceData
 @dataclass(frozen=True)
 class Example:
     """One next-item question: ``history`` (item ids, oldest first) -> ``target``."""
-
     user: str
     history: tuple[str, ...]
     target: str
@@ -272,7 +270,6 @@ def leave_one_out(sequences: dict[str, list[str]], max_history: int = 0) -> Spli
 def rank_metrics(ranked: Sequence[Sequence[str]], targets: Sequence[str], ks: Iterable[int] = (5, 10)) -> dict:
     """``{"hr@5", "ndcg@5", "hr@10", "ndcg@10"}`` (means over users) from ranked lists of item ids
     (or names): :mod:`girl_lib.metrics.ranking`, which also drops repeats."""
-    from .metrics.ranking import hit_rate_at_k, ndcg_at_k
 
     out = {}
     for k in ks:
@@ -283,8 +280,6 @@ def rank_metrics(ranked: Sequence[Sequence[str]], targets: Sequence[str], ks: It
 
 def hr_curve(ranked: Sequence[Sequence[str]], targets: Sequence[str], max_k: int = 10) -> list[float]:
     """``[HR@1, ..., HR@max_k]``: the plot of the notebook."""
-    from .metrics.ranking import hit_rate_at_k
-
     return [hit_rate_at_k(ranked, targets, k) for k in range(1, max_k + 1)]
 
 
@@ -298,7 +293,6 @@ def _top(scores: dict[str, float], k: int, skip: set) -> list[str]:
 
 class Popularity:
     """Recommend the items that occur most often in the training sequences."""
-
     def __init__(self, train_sequences: dict[str, list[str]]):
         self.counts = Counter(i for seq in train_sequences.values() for i in seq)
 
@@ -308,7 +302,6 @@ class Popularity:
 
 class Markov:
     """First-order transitions ``a -> b`` counted in the training sequences; popularity fills up."""
-
     def __init__(self, train_sequences: dict[str, list[str]]):
         self.popularity = Popularity(train_sequences)
         self.next: dict[str, Counter] = defaultdict(Counter)
@@ -374,7 +367,6 @@ def make_sasrec(n_items: int, dim: int = 64, layers: int = 2, heads: int = 2, ma
 
 class SASRecRecommender:
     """Train :func:`make_sasrec` on the training sequences; recommend from the last position."""
-
     def __init__(self, train_sequences: dict[str, list[str]], *, dim: int = 64, layers: int = 2, heads: int = 2,
                  max_len: int = 20, dropout: float = 0.2, epochs: int = 100, batch_size: int = 128,
                  learning_rate: float = 1e-3, seed: int = 0, progress: bool = False):

@@ -35,11 +35,14 @@ LogLoss on each test split.
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
-from .metrics import binary_auc, log_loss
+from ...metrics.scores import binary_auc, log_loss
 
 FEATURE_SETS = ("cv", "cv+generated")
 MODELS = ("logistic", "two_tower")
@@ -86,6 +89,44 @@ def fit_predict_logistic(train: dict, tests: dict[str, dict], seed: int) -> dict
     return {k: model.predict_proba(_interactions(t))[:, 1] for k, t in tests.items()}
 
 
+class TwoTower(nn.Module):
+    """A user tower and a job tower whose dot product, plus a linear term on pair features, is the logit."""
+
+    def __init__(self, d_user: int, d_job: int, n_pair: int, hidden: int):
+        super().__init__()
+        self.hidden = hidden
+        self.user = nn.Sequential(nn.Linear(d_user, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        self.job = nn.Sequential(nn.Linear(d_job, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        self.pair = nn.Linear(n_pair, 1)  # w . pair features + b
+
+    def forward(self, u, j, p):
+        return (self.user(u) * self.job(j)).sum(-1) / self.hidden ** 0.5 + self.pair(p).squeeze(-1)
+
+    def start_constant(self, rate: float) -> None:
+        """Start as the constant predictor: towers' product 0 (last user layer zero), bias = log-odds
+        of the training acceptance rate. Otherwise the first hundred steps only learn the base rate."""
+        rate = float(np.clip(rate, 1e-3, 1 - 1e-3))
+        with torch.no_grad():
+            nn.init.zeros_(self.user[-1].weight)
+            nn.init.zeros_(self.user[-1].bias)
+            self.pair.weight.zero_()
+            self.pair.bias.fill_(float(np.log(rate / (1 - rate))))
+
+
+def held_out_seekers(train: dict, seed: int, val_fraction: float) -> tuple[dict, dict | None]:
+    """``(fit, val)``: all the rows of a random ``val_fraction`` of the training *seekers* held out.
+
+    A bootstrap repeats rows; holding out whole seekers keeps copies out of both sides. ``val`` is
+    ``None`` when there are too few seekers to hold any out.
+    """
+    seekers = np.unique(train["seeker"])
+    held = set(np.random.default_rng(seed).permutation(seekers)[:int(round(val_fraction * len(seekers)))])
+    in_val = np.array([s in held for s in train["seeker"]])
+    if len(seekers) >= 5 and 0 < in_val.sum() < len(in_val):
+        return _select(train, np.where(~in_val)[0]), _select(train, np.where(in_val)[0])
+    return train, None
+
+
 def fit_predict_two_tower(train: dict, tests: dict[str, dict], seed: int, hidden: int = 64, epochs: int = 150,
                           lr: float = 1e-2, weight_decay: float = 1e-3, val_fraction: float = 0.2) -> dict[str, np.ndarray]:
     """Train the two-tower MLP full-batch; keep the epoch with the lowest loss on held-out seekers.
@@ -93,62 +134,31 @@ def fit_predict_two_tower(train: dict, tests: dict[str, dict], seed: int, hidden
     With a few hundred applications the towers can memorise the training pairs within tens of
     epochs; early stopping on held-out rows (drawn with ``seed``) picks the epoch before that.
     """
-    import copy
-
-    import torch
-    from torch import nn
-
     torch.manual_seed(seed)
-
-    class TwoTower(nn.Module):
-        def __init__(self, d_user: int, d_job: int, n_pair: int):
-            super().__init__()
-            self.user = nn.Sequential(nn.Linear(d_user, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
-            self.job = nn.Sequential(nn.Linear(d_job, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
-            self.pair = nn.Linear(n_pair, 1)  # w . pair features + b
-
-        def forward(self, u, j, p):
-            return (self.user(u) * self.job(j)).sum(-1) / hidden ** 0.5 + self.pair(p).squeeze(-1)
-
     # Similarities vary little (MiniLM cosines of JDs sit in a narrow band): standardise them with
     # the training statistics so the linear part does not need huge weights to use them.
     mu, sd = train["pair"].mean(0), train["pair"].std(0) + 1e-6
     t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     inputs = lambda f: (t(f["user"]), t(f["job"]), t((f["pair"] - mu) / sd))  # noqa: E731
-    # Held-out rows for early stopping: all the rows of a random 20% of the training *seekers*
-    # (a bootstrap repeats rows; holding out whole seekers keeps copies out of both sides).
-    seekers = np.unique(train["seeker"])
-    held = set(np.random.default_rng(seed).permutation(seekers)[:int(round(val_fraction * len(seekers)))])
-    in_val = np.array([s in held for s in train["seeker"]])
-    n_val = int(in_val.sum()) if len(seekers) >= 5 and 0 < in_val.sum() < len(in_val) else 0
-    fit, val = (_select(train, np.where(~in_val)[0]), _select(train, np.where(in_val)[0])) if n_val else (train, train)
-
-    model = TwoTower(train["user"].shape[1], train["job"].shape[1], train["pair"].shape[1])
-    # Start as the constant predictor: towers' product 0 (last user layer zero), bias = log-odds
-    # of the training acceptance rate. Otherwise the first hundred steps only learn the base rate.
-    rate = float(np.clip(fit["y"].mean() if len(fit["y"]) else 0.5, 1e-3, 1 - 1e-3))
-    with torch.no_grad():
-        nn.init.zeros_(model.user[-1].weight)
-        nn.init.zeros_(model.user[-1].bias)
-        model.pair.weight.zero_()
-        model.pair.bias.fill_(float(np.log(rate / (1 - rate))))
+    fit, val = held_out_seekers(train, seed, val_fraction)
+    model = TwoTower(train["user"].shape[1], train["job"].shape[1], train["pair"].shape[1], hidden)
+    model.start_constant(fit["y"].mean() if len(fit["y"]) else 0.5)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     x, y = inputs(fit), t(fit["y"])
-    xv, yv = (inputs(val), t(val["y"])) if n_val else (None, None)
     best, best_loss = copy.deepcopy(model.state_dict()), float("inf")
     for _ in range(epochs):
         model.train()
         opt.zero_grad()
         loss_fn(model(*x), y).backward()
         opt.step()
-        if n_val:
+        if val is not None:
             model.eval()
             with torch.no_grad():
-                v = float(loss_fn(model(*xv), yv))
+                v = float(loss_fn(model(*inputs(val)), t(val["y"])))
             if v < best_loss:
                 best, best_loss = copy.deepcopy(model.state_dict()), v
-    if n_val:
+    if val is not None:
         model.load_state_dict(best)
     model.eval()
     with torch.no_grad():

@@ -19,39 +19,30 @@ tokenizer), ``metrics.json``, ``log_history.json`` (loss curves), ``profile.json
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from .config import LoraConfig as KitLoraConfig
-from .config import Profile
-from .errors import GirlError
-from .rundir import atomic_write_json
-
-ADAPTER = "adapter"
-
+from ..config import Profile
+from ..errors import GirlError
+from ..generators import load_sft_model
+from ..models import load_causal_lm
+from ..oracle_eval import oracle_report
+from ..rundir import ADAPTER, atomic_write_json, require_complete
+from ..seeding import set_seed
+from ..textgen import generate_from_config
+from ..training import peft_lora_config, save_adapter, split_seekers, to_chat, trainer_args
+from ..world import SYSTEM_PROMPT, load_split, make_prompt
 
 # --------------------------------------------------------------------------------------------
 # Data: sft.jsonl rows -> conversational prompt/completion rows for TRL
 # --------------------------------------------------------------------------------------------
-def to_chat(prompt: str, completion: str | None = None, system_prompt: str | None = None) -> dict:
-    """One row in TRL's conversational prompt/completion format."""
-    from .world import SYSTEM_PROMPT
-
-    system = SYSTEM_PROMPT if system_prompt is None else system_prompt
-    row = {"prompt": [{"role": "system", "content": system}, {"role": "user", "content": prompt}]}
-    if completion is not None:
-        row["completion"] = [{"role": "assistant", "content": completion}]
-    return row
 
 
 def load_sft_rows(data_dir: Path, split: str, limit: int | None = None) -> list[dict]:
     """The validated records of ``sft.jsonl`` for one split, in file order, at most ``limit``."""
-    from .world import load_split
-
     return load_split(data_dir, "sft", split, limit)
 
 
@@ -67,20 +58,6 @@ def sft_datasets(data_dir: Path, cfg: Profile):
     return chat(train), (chat(val) if val else None)
 
 
-def peft_lora_config(lora: KitLoraConfig, task_type: str = "CAUSAL_LM"):
-    from peft import LoraConfig
-
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.target_modules), task_type=task_type, bias="none")
-
-
-def precision_flags(cfg: Profile) -> dict:
-    """Training precision for this profile: see :func:`girl_lib.models.train_precision`."""
-    from .models import train_precision
-
-    return train_precision(cfg.device, cfg.model.dtype)
-
-
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
@@ -89,30 +66,14 @@ def make_trainer(cfg: Profile, model, tokenizer, train_ds, eval_ds, output_dir: 
     from trl import SFTConfig, SFTTrainer
 
     s = cfg.sft
-    args = SFTConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=s.num_epochs,
-        max_steps=s.max_steps,
-        learning_rate=s.learning_rate,
-        per_device_train_batch_size=s.batch_size,
-        per_device_eval_batch_size=s.batch_size,
+    args = SFTConfig(**trainer_args(
+        cfg, output_dir, num_epochs=s.num_epochs, max_steps=s.max_steps, learning_rate=s.learning_rate,
+        batch_size=s.batch_size, max_length=s.max_length,
         gradient_accumulation_steps=s.grad_accum,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,
-        max_length=s.max_length,
         completion_only_loss=True,  # labels = -100 on prompt tokens
         packing=False,
         gradient_checkpointing=s.gradient_checkpointing,
-        logging_steps=1 if s.max_steps and 0 < s.max_steps <= 20 else 5,
-        eval_strategy="no",  # evaluated once at the end (below): cheaper on a CPU
-        save_strategy="no",  # the adapter is saved explicitly with save_pretrained
-        report_to="none",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-        **precision_flags(cfg),
-    )
+    ))
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       processing_class=tokenizer, peft_config=peft_lora_config(s.lora))
 
@@ -133,10 +94,6 @@ def count_lost_eos(tokenized, eos_token_id: int, n_examples: int | None = None) 
 
 def train(cfg: Profile, run_dir: Path) -> dict:
     """Train the LoRA generator on ``<run_dir>/data/sft.jsonl`` and save it to ``<run_dir>/sft``."""
-    from .models import load_causal_lm
-    from .pipeline import require_complete
-    from .seeding import set_seed
-
     data_dir = require_complete(run_dir, "data")
     out = Path(run_dir) / "sft"
     out.mkdir(parents=True, exist_ok=True)
@@ -160,11 +117,7 @@ def train(cfg: Profile, run_dir: Path) -> dict:
     tokens_seen = n_tokens / max(1, len(train_ds)) * samples_seen
 
     eval_metrics = trainer.evaluate() if eval_ds is not None else {}
-    adapter_dir = out / ADAPTER
-    if adapter_dir.exists():
-        shutil.rmtree(adapter_dir)
-    trainer.model.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
+    save_adapter(trainer.model, tokenizer, out / ADAPTER)
     shutil.rmtree(out / "trainer", ignore_errors=True)
 
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -209,11 +162,6 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 # The oracle's view: zero-shot base vs SFT on held-out seekers
 # --------------------------------------------------------------------------------------------
-def val_seekers(data_dir: Path, n: int, split: str = "val") -> list[dict]:
-    """The first ``n`` seekers of ``split`` (file order: deterministic): :func:`girl_lib.world.load_split`."""
-    from .world import load_split
-
-    return load_split(data_dir, "seekers", split, n) if n > 0 else []
 
 
 def compare_with_zero_shot(cfg: Profile, run_dir: Path, n_seekers: int, model=None, tokenizer=None) -> dict:
@@ -223,13 +171,9 @@ def compare_with_zero_shot(cfg: Profile, run_dir: Path, n_seekers: int, model=No
     weights the PPO stage will use as its reference. Returns, per arm, the texts, the oracle's
     report (:func:`girl_lib.oracle_eval.oracle_report`) and generation speed.
     """
-    from .generate import generate_from_config
-    from .oracle_eval import oracle_report
-    from .world import SYSTEM_PROMPT, make_prompt
-
     if model is None:
         model, tokenizer = load_sft_model(cfg, run_dir)
-    seekers = val_seekers(Path(run_dir) / "data", n_seekers)
+    seekers = split_seekers(Path(run_dir) / "data", n_seekers)
     prompts = [make_prompt(s["cv_text"]) for s in seekers]
     result: dict = {"seeker_ids": [s["id"] for s in seekers]}
     for arm in ("zero_shot", "sft"):
@@ -245,32 +189,6 @@ def compare_with_zero_shot(cfg: Profile, run_dir: Path, n_seekers: int, model=No
                        "eos_rate": sum(out.finished) / max(1, len(out.finished)),
                        "report": oracle_report(seekers, out.texts)}
     return result
-
-
-def reusable_val_generations(cfg: Profile, run_dir: Path, seeker_ids: list[str]) -> dict | None:
-    """The SFT stage's own greedy JDs for these val seekers, or ``None`` if it did not write them.
-
-    :func:`compare_with_zero_shot` saved greedy SFT generations for the first val seekers in
-    ``sft/oracle_val.json``. Later stages that need the SFT model's greedy JDs for the same (or
-    the first few of those) seekers, with the same generation settings, reuse them instead of
-    generating again: ``{"texts": [...], "finished": [...]}`` in ``seeker_ids`` order.
-    """
-    from dataclasses import asdict
-
-    sft_dir = Path(run_dir) / "sft"
-    try:
-        comp = json.loads((sft_dir / "oracle_val.json").read_text())
-        gen_then = json.loads((sft_dir / "profile.json").read_text())["generation"]
-        saved_ids, arm = comp["seeker_ids"], comp["sft"]
-    except (OSError, ValueError, KeyError):
-        return None
-    n = len(seeker_ids)
-    def output_settings(gen: dict) -> dict:  # the thread count changes no output
-        return {k: v for k, v in gen.items() if k != "num_threads"}
-
-    if saved_ids[:n] != list(seeker_ids) or output_settings(gen_then) != output_settings(asdict(cfg.generation)):
-        return None
-    return {"texts": arm["texts"][:n], "finished": arm["finished"][:n]}
 
 
 def label_view(tokenizer, input_ids, labels, width: int = 12) -> str:
@@ -289,24 +207,5 @@ def label_view(tokenizer, input_ids, labels, width: int = 12) -> str:
 # --------------------------------------------------------------------------------------------
 # Loading the trained generator
 # --------------------------------------------------------------------------------------------
-def adapter_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "sft" / ADAPTER
 
 
-def load_sft_model(cfg: Profile, run_dir: Path, is_trainable: bool = False):
-    """``(PeftModel, tokenizer)``: the base model with the saved SFT adapter on top."""
-    from peft import PeftModel
-
-    from .models import load_causal_lm
-
-    path = adapter_path(run_dir)
-    if not (path / "adapter_config.json").is_file():
-        raise GirlError(f"no SFT adapter in {path}; run 'girl sft --profile {cfg.name}' first")
-    trained_on = json.loads((Path(run_dir) / "sft" / "metrics.json").read_text()).get("base_model")
-    if trained_on and trained_on != cfg.model.base_model:
-        raise GirlError(f"the SFT adapter in {path} was trained on '{trained_on}', not '{cfg.model.base_model}'; "
-                        "use the same --base-model or retrain with --force")
-    base, tokenizer = load_causal_lm(cfg.model, device=cfg.device, seed=cfg.seed)
-    model = PeftModel.from_pretrained(base, path, is_trainable=is_trainable)
-    model.eval()
-    return model, tokenizer

@@ -42,10 +42,10 @@ import urllib.error
 import urllib.request
 from typing import Callable, Sequence
 
-from .errors import GirlError
+from ...errors import GirlError
+from ...world import Oracle
 
 DIMENSIONS = ("detail", "relevance", "conciseness")
-DIMENSION_NAMES = {"detail": "level of detail", "relevance": "relevance", "conciseness": "conciseness"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,12 +60,9 @@ def distinct_2_in(text: str) -> float:
 
 class RubricJudge:
     """Scores each JD on the three dimensions (see the module docstring) and compares the scores."""
-
     name = "rubric"
 
     def __init__(self, oracle=None, tie_margin: float = 0.05, concise_words: int = 90):
-        from .world import Oracle
-
         self.oracle = oracle or Oracle()
         self.tie_margin = tie_margin
         self.concise_words = concise_words
@@ -148,7 +145,6 @@ class EndpointJudge:
     counts as a tie on every dimension and is counted in ``unparsed``; a server that cannot be
     reached stops the evaluation with a one-line error.
     """
-
     name = "endpoint"
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "GIRL_JUDGE_API_KEY", timeout_s: float = 60.0):

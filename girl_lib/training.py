@@ -1,0 +1,105 @@
+"""What every trainer of the kit shares: chat rows, LoRA, the precision rule, TRL arguments.
+
+SFT, the reward model, GenRec and TRL's GRPO/RLOO arms all fine-tune the same kind of model
+the same way: conversational rows through the chat template, a PEFT LoRA on a frozen base,
+one rule for numeric precision, TRL's trainer with checkpoints off, and an adapter saved with
+``save_pretrained``. Each of those lives here once, so a stage module shows only what is
+particular to its stage.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .config import LoraConfig as KitLoraConfig
+from .config import Profile
+from .models import cpu_has_native_bf16
+from .world import SYSTEM_PROMPT, load_split
+
+
+def to_chat(prompt: str, completion: str | None = None, system_prompt: str | None = None) -> dict:
+    """One row in TRL's conversational prompt/completion format (system, user[, assistant])."""
+    system = SYSTEM_PROMPT if system_prompt is None else system_prompt
+    row = {"prompt": [{"role": "system", "content": system}, {"role": "user", "content": prompt}]}
+    if completion is not None:
+        row["completion"] = [{"role": "assistant", "content": completion}]
+    return row
+
+
+def peft_lora_config(lora: KitLoraConfig, task_type: str = "CAUSAL_LM"):
+    """PEFT's ``LoraConfig`` from the kit's: ``W + (alpha / r) · B A`` on ``target_modules``."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type=task_type, bias="none")
+
+
+def precision_flags(cfg: Profile) -> dict:
+    """The kit's one precision rule, as the Trainer's flags (``bf16``, ``fp16``, ``use_cpu``).
+    * CUDA: bf16 where the GPU supports it, else fp16 (a T4);
+    * CPU with ``model.dtype=auto`` and native bf16 (AVX512-BF16 or AMX): bf16 *autocast* —
+      fp32 master weights, bf16 matmuls, about 2x faster on such a CPU;
+    * any other CPU, or ``model.dtype=float32``: plain fp32.
+
+    Every trainer and the reward model's scoring follow it; ``--set model.dtype=float32`` turns
+    bf16 off everywhere.
+    """
+    import torch
+
+    if cfg.device == "cuda" and torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
+    bf16 = cfg.device == "cpu" and cfg.model.dtype == "auto" and cpu_has_native_bf16()
+    return {"bf16": bf16, "fp16": False, "use_cpu": cfg.device == "cpu"}
+
+
+def trainer_args(cfg: Profile, output_dir: Path, *, num_epochs: float, max_steps: int, learning_rate: float,
+                 batch_size: int, max_length: int, **extra) -> dict:
+    """Keyword arguments shared by the kit's TRL configs (``SFTConfig``, ``RewardConfig``).
+    Cosine schedule with 5 % warm-up; no checkpoints (adapters are saved explicitly with
+    :func:`save_adapter`) and no periodic evaluation (each stage evaluates once at the end,
+    cheaper on a CPU); seeded data order; the precision of :func:`precision_flags`. ``extra``
+    adds or overrides fields.
+    """
+    args = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=num_epochs,
+        max_steps=max_steps,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        max_length=max_length,
+        logging_steps=1 if 0 < max_steps <= 20 else 5,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        **precision_flags(cfg),
+    )
+    args.update(extra)
+    return args
+
+
+def save_adapter(model, tokenizer, target: Path) -> Path:
+    """``save_pretrained`` the adapter and tokenizer into ``target``, swapped in whole.
+    Written to a hidden sibling folder first and renamed, so a kill mid-save never leaves a
+    half-written adapter that a later stage would load.
+    """
+    target = Path(target)
+    tmp = target.parent / f".{target.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def split_seekers(data_dir: Path, n: int, split: str = "val") -> list[dict]:
+    """The first ``n`` seekers of ``split`` in file order (deterministic); ``[]`` for ``n <= 0``."""
+    return load_split(data_dir, "seekers", split, n) if n > 0 else []
