@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= auto
 STAMP  := $(VENV)/.girl-installed
 
-.PHONY: install run test test-fast lab notebooks doctor clean-runs bench
+.PHONY: install run test test-fast lab notebooks doctor clean-runs bench gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,10 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/girl run --profile $(PROFILE)
 
+# The chapters default to PROFILE="auto" (a person running them gets the gpu or cpu profile);
+# their parameters cell reads GIRL_PROFILE first, so CI and nbmake run them under smoke.
 test: install
-	$(PY) -m pytest --nbmake tests notebooks -q
+	GIRL_PROFILE=smoke $(PY) -m pytest --nbmake tests notebooks -q
 
 test-fast: install
 	$(PY) -m pytest tests -q -m "not slow"
@@ -52,6 +54,13 @@ bench: install
 
 doctor: install
 	$(VENV)/bin/girl doctor
+
+# On a CUDA machine (at most ~8 min on an H100): girl doctor, every stage of the gpu profile at
+# reduced sizes (time and peak CUDA memory each), the same under a T4 emulation (fp16 autocast,
+# 15 GB cap), the rollout benchmark at batch 64 -> one JSON file (its path is printed); exit 1 on
+# any failure, 2 without CUDA. What it checks and the estimates it is compared with: docs/gpu.md
+gpu-check: install
+	$(PY) scripts/gpu_check.py
 
 clean-runs:
 	rm -rf runs/

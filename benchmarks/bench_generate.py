@@ -24,7 +24,8 @@ def response_logprobs(model, tok, prompts, responses, temperature, system_prompt
     """Per-token log-probs of ``responses`` after ``prompts``, concatenated over rows (fp32 maths)."""
     import torch
 
-    from girl_lib.textgen import chat_prompt_ids, left_pad, weights_in
+    from girl_lib.fastpath import weights_in
+    from girl_lib.textgen import chat_prompt_ids, left_pad
 
     rows = [p + r for p, r in zip(chat_prompt_ids(tok, prompts, system_prompt), responses)]
     ids, mask = left_pad(rows, tok.pad_token_id)
@@ -74,8 +75,9 @@ def main(argv=None):
 
     import torch
 
+    from girl_lib.fastpath import resolve_fast_dtype, torch_threads
     from girl_lib.models import load_causal_lm
-    from girl_lib.textgen import generate, resolve_fast_dtype, torch_threads
+    from girl_lib.textgen import generate
     from girl_lib.world import SYSTEM_PROMPT
 
     g = cfg.generation

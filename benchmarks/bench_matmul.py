@@ -36,8 +36,8 @@ def main(argv=None):
     import torch
     import torch.nn.functional as F
 
+    from girl_lib.fastpath import torch_threads
     from girl_lib.models import load_causal_lm
-    from girl_lib.textgen import torch_threads
 
     model, _ = load_causal_lm(cfg.model, device=cfg.device, seed=cfg.seed)
     c = model.config

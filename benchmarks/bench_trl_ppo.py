@@ -64,7 +64,7 @@ def main(argv=None):
     b = args.batch_size
     args.set = [f"ppo.iterations={args.iterations}", f"ppo.rollout_batch_size={b}", f"ppo.minibatch_size={b}",
                 "ppo.ppo_epochs=2", f"generation.max_new_tokens={args.max_new_tokens}", f"generation.batch_size={b}",
-                "ppo.normalize_scores=false", "ppo.value_head_init=reward", f"ppo.save_every={args.iterations}",
+                "ppo.normalize_scores=false", f"ppo.save_every={args.iterations}",
                 "ppo.lora.r=16", "ppo.lora.alpha=32", "ppo.lora.target_modules=q_proj,k_proj,v_proj,o_proj"] + args.set
     cfg = _common.load_profile(args)
     py = trl_python(args.venv)

@@ -23,6 +23,7 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Mapping
 
+from .checks import validate_settings
 from .errors import GirlError
 
 PROFILE_NAMES = ("smoke", "cpu", "gpu", "auto")
@@ -35,11 +36,14 @@ TINY_MODEL = "tiny:llama"
 
 @dataclass
 class DataConfig:
-    n_seekers: int = 1500
+    n_seekers: int = 2000
     n_jobs: int = 600
     applications_per_seeker: tuple[int, int] = (3, 8)  # inclusive range, drawn per seeker
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    # Seekers reserved for the matching model of the evaluation: no SFT, reward-model or RL
+    # example comes from them, so generated-JD features are out-of-sample on every side.
+    match_fraction: float = 0.15
     cold_start_fraction: float = 0.1  # share of jobs held out entirely for the cold-start split
     recruiter_noise: float = 0.05
     seed: int = 0
@@ -48,6 +52,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     base_model: str = EMBEDDED_MODEL  # embedded:..., tiny:llama, a hub id or a local directory
+    # The weights' dtype. auto: float32 on every device; the half type (bf16 where the hardware
+    # computes it, fp16 on a T4) only under autocast and in fast rollouts (models.half_dtype).
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     trust_remote_code: bool = False
     # Shape of the tiny smoke model (used only when base_model == TINY_MODEL).
@@ -85,7 +91,9 @@ class SFTConfig:
     grad_accum: int = 2
     max_length: int = 384
     gradient_checkpointing: bool = False  # TRL turns it on by default; for a 135M model it only costs time
-    oracle_eval_seekers: int = 32  # held-out seekers whose zero-shot and SFT JDs the oracle scores
+    # Held-out (val) seekers whose SFT JDs the oracle scores; PPO's before/after check reuses them.
+    oracle_eval_seekers: int = 128
+    zero_shot_seekers: int = 32  # the first of them get a zero-shot JD too (the expensive arm: it rambles)
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(target_modules=ALL_LINEAR))
 
 
@@ -103,6 +111,10 @@ class RewardConfig:
     # this model (docs/results.md, reward model).
     pooling: str = "response_mean"
     num_layers: int = 0  # keep only the base's first N layers (0 = all)
+    # Off-distribution pairs: greedy zero-shot and SFT JDs for this many train seekers, labelled by
+    # the oracle (an accepted real or generated JD beats an unparseable or rejected generated one).
+    # Needs a complete SFT stage; 0: off. cpu: ~2 minutes of generation (zero-shot JDs ramble).
+    generated_pairs: int = 64
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 
@@ -135,19 +147,25 @@ class PPOConfig:
     value_head_lr: float = 1e-3  # the value head starts from zero and must catch up fast
     max_grad_norm: float = 1.0
     kl_coef: float = 0.05
-    kl_estimator: str = "k1"  # k1 | k3
+    # The per-token KL penalty in the reward: k1 only (k3 as a reward barely penalises drift; refused).
+    kl_estimator: str = "k1"
     adaptive_kl_target: float | None = None  # None: fixed beta; else target sequence KL (nats)
     adaptive_kl_horizon: float = 10000.0
     gamma: float = 1.0
     lam: float = 0.95
     cliprange: float = 0.2
     cliprange_value: float = 0.2
+    # The first iterations' value loss is not clipped, so the head can reach returns of order 1.
+    value_warmup_iterations: int = 2
     vf_coef: float = 0.1
     temperature: float = 0.7
     missing_eos_penalty: float = 1.0  # subtracted from the score of a response that never stopped
     reward_source: str = "rm"  # rm (GIRL: the stage-2 reward model) | oracle (ablation: the world's ground truth)
-    normalize_scores: bool = True  # score -> (score - mean) / std, the reward's statistics on real val JDs
-    value_head_init: str = "zero"  # zero | reward (copy the reward model's score head)
+    # score -> (score - mean) / std, statistics of the starting (SFT) policy's own sampled JDs
+    normalize_scores: bool = True
+    score_norm_batches: int = 2  # rollout batches sampled once, before any update, for those statistics
+    # zero | mean_return: the bias starts at the mean return of the first rollout batch
+    value_head_init: str = "mean_return"
     value_backbone_grad: bool = False  # let the value loss train the shared LoRA too (TRL's old shared trunk)
     save_every: int = 2
     eval_seekers: int = 0  # held-out seekers for the final PPO-vs-SFT comparison; 0: sft.oracle_eval_seekers
@@ -163,11 +181,12 @@ class PPOConfig:
 class EvalConfig:
     # cpu: every arm writes a greedy JD per test seeker, plus JDs for the matching model's
     # seekers; generation is most of the stage's time (docs/results.md, evaluation).
-    max_test_seekers: int = 40  # held-out test seekers every arm writes a JD for (-1: all of them)
+    max_test_seekers: int = 200  # held-out test seekers every arm writes a JD for (-1: all of them)
+    zero_shot_seekers: int = 64  # the zero-shot arm writes for the first of them only (its JDs are long)
     arms: tuple[str, ...] = ()  # which arms to evaluate; empty: every arm found in the run dir
     embedder: str = "minilm"  # minilm (all-MiniLM-L6-v2, offline wheel) | hashing (cheap, for smoke)
     # Pairwise judge (level of detail, relevance, conciseness), each pair judged in both orders.
-    judge_pairs: int = 40  # seekers per compared pair of arms
+    judge_pairs: int = -1  # seekers per compared pair of arms (-1: every test seeker both arms wrote for)
     judge_tie_margin: float = 0.05  # rubric judge: score differences below this are a tie
     judge_concise_words: int = 90  # rubric judge: JDs up to this many words are fully concise
     judge_url: str | None = None  # an OpenAI-compatible base URL (.../v1): use that LLM instead of the rubric
@@ -175,8 +194,8 @@ class EvalConfig:
     judge_api_key_env: str = "GIRL_JUDGE_API_KEY"  # the API key is read from this environment variable
     judge_timeout_s: float = 60.0
     # Generation-enhanced person-job matching: the best arm writes a JD for these seekers too.
-    matching_train_seekers: int = 48  # train seekers whose applications train the matching model (-1: all)
-    matching_cold_seekers: int = 24  # cold-start seekers (unseen people, unseen jobs) tested on
+    matching_train_seekers: int = 300  # `match` seekers whose applications train the matching model (-1: all)
+    matching_cold_seekers: int = 100  # cold-start seekers (unseen people, unseen jobs) tested on
     matching_seeds: int = 3
     matching_epochs: int = 150
     matching_hidden: int = 64
@@ -197,7 +216,7 @@ class GenRecConfig:
     # GenRec: LoRA SFT as in the paper (r=8, alpha=16, q/v projections), then beam search.
     # cpu sizing: docs/results.md (GenRec).
     max_train_examples: int = 256  # sampled (seeded) from the leave-one-out train examples
-    max_test_users: int = 50  # every method is scored on the same first users
+    max_test_users: int = 200  # a seeded draw; every method is scored on the same users
     num_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides num_epochs
     learning_rate: float = 1e-3
@@ -247,11 +266,12 @@ def _smoke() -> Profile:
         sft=SFTConfig(max_train_examples=32, max_eval_examples=8, max_steps=4, batch_size=4, grad_accum=1,
                       max_length=384, oracle_eval_seekers=4, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8)),
         reward=RewardConfig(max_train_pairs=32, max_eval_pairs=16, max_steps=4, batch_size=4,
-                            max_length=384, learning_rate=1e-3, lora=LoraConfig(r=4, alpha=8)),
+                            max_length=384, learning_rate=1e-3, generated_pairs=8, lora=LoraConfig(r=4, alpha=8)),
         generation=GenerationConfig(max_new_tokens=24, batch_size=8, fast_dtype="off"),  # tiny model: nothing to gain
         ppo=PPOConfig(iterations=2, rollout_batch_size=4, minibatch_size=2, micro_batch_size=1,
-                      ppo_epochs=1, learning_rate=1e-4, save_every=1, group_size=2, lora=LoraConfig(r=4, alpha=8)),
-        eval=EvalConfig(max_test_seekers=6, judge_pairs=6, embedder="hashing", matching_train_seekers=16,
+                      ppo_epochs=1, learning_rate=1e-4, save_every=1, group_size=2, score_norm_batches=1,
+                      lora=LoraConfig(r=4, alpha=8)),
+        eval=EvalConfig(max_test_seekers=6, judge_pairs=6, embedder="hashing", matching_train_seekers=8,
                         matching_cold_seekers=6, matching_seeds=2, matching_epochs=30, top_k=5),
         genrec=GenRecConfig(max_train_examples=16, max_test_users=6, max_steps=3, batch_size=4, max_new_tokens=12,
                             num_beams=5, beam_batch_size=6,
@@ -274,18 +294,26 @@ def _cpu() -> Profile:
 
 
 def _gpu() -> Profile:
+    # One GPU, sized to fit a 16 GB T4 (Colab's free GPU; 15 GB usable): an estimated hour there
+    # and a quarter of an hour on an H100 (estimates until measured, docs/gpu.md). Weights stay
+    # fp32 (model.dtype=auto): the trainers autocast in bf16 (A100, L4, H100) or in fp16 with a
+    # gradient scaler (T4); rollouts are generated in that half type; PPO's forward passes,
+    # log-probs and KL are fp32. Estimated peak per stage <= ~9 GiB (SFT's batch of 16 x 384
+    # tokens at worst, PPO's fp32 micro-batch of 16 rows ~8): docs/gpu.md. `make gpu-check`
+    # measures every stage under a 15 GB cap with fp16 autocast, as on a T4.
     return Profile(
         name="gpu",
         device="cuda",
         data=DataConfig(n_seekers=20000, n_jobs=5000),
-        model=ModelConfig(dtype="bfloat16"),
+        model=ModelConfig(dtype="auto"),
         sft=SFTConfig(max_train_examples=20000, max_eval_examples=256, num_epochs=2, batch_size=16, grad_accum=1,
                       oracle_eval_seekers=256),
         reward=RewardConfig(max_train_pairs=20000, max_eval_pairs=1000, num_epochs=1, batch_size=16),
-        generation=GenerationConfig(max_new_tokens=160, batch_size=64),
+        generation=GenerationConfig(batch_size=64),  # max_new_tokens: the default, room for the longest JD
         ppo=PPOConfig(iterations=100, rollout_batch_size=64, minibatch_size=16, micro_batch_size=16,
                       ppo_epochs=4, learning_rate=1e-4, save_every=10),
-        eval=EvalConfig(max_test_seekers=1000, judge_pairs=500, matching_train_seekers=4000,
+        # The matching seekers come from the `match` split (data.match_fraction of the seekers).
+        eval=EvalConfig(max_test_seekers=1000, judge_pairs=500, matching_train_seekers=2000,
                         matching_cold_seekers=1000, matching_seeds=5),
         genrec=GenRecConfig(max_train_examples=20000, max_test_users=1000, num_epochs=2, learning_rate=3e-4,
                             batch_size=16, beam_batch_size=16, max_history=10),
@@ -396,8 +424,13 @@ def resolve_profile(name: str = "auto", overrides: Mapping[str, Any] | None = No
         overrides["model.base_model"] = base_model
     if seed is not None:
         overrides.update({"seed": seed, "data.seed": seed, "ppo.seed": seed})
-    cfg = apply_overrides(_FACTORIES[resolve_name(name)](), overrides)
+    cfg = validate_profile(apply_overrides(_FACTORIES[resolve_name(name)](), overrides))
     if check_device and cfg.device == "cuda" and not cuda_available():
         raise GirlError(f"profile '{cfg.name}' runs on CUDA, and this machine has none; use --profile cpu "
                         "(or auto), or --set device=cpu to run the same sizes on the CPU")
     return cfg
+
+
+def validate_profile(cfg: Profile) -> Profile:
+    """Refuse settings no stage can run with (:func:`girl_lib.checks.validate_settings`)."""
+    return validate_settings(cfg, _FACTORIES.get(cfg.name))

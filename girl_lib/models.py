@@ -210,18 +210,21 @@ def resolve_source(spec: str, cfg: ModelConfig | None = None, seed: int = 0) -> 
     return ModelSource(spec, "hub", spec)
 
 
+WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
 def torch_dtype(name: str, device: str):
-    """``auto`` means fp32 on CPU and bf16 (fp16 where bf16 is unsupported) on CUDA."""
+    """The dtype the weights are loaded in. ``auto`` means float32 on every device: the master
+    weights stay fp32, and the half type (:func:`half_dtype`) is used only by autocast in the
+    trainers and by the fast rollout path. ``bfloat16``/``float16`` load the weights in that
+    type (for a base model too big for fp32 on its GPU; PPO still upcasts its log-prob and KL
+    passes to fp32)."""
     import torch
 
-    if name == "auto":
-        if device == "cuda" and torch.cuda.is_available():
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-    except KeyError:
-        raise GirlError(f"unknown dtype '{name}'; use auto, float32, bfloat16 or float16") from None
+    if name not in WEIGHT_DTYPES:
+        raise GirlError(f"unknown model.dtype '{name}'; use {', '.join(WEIGHT_DTYPES)}")
+    return {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16,
+            "float16": torch.float16}[name]
 
 
 def _from_pretrained(loader, source: ModelSource, cfg: ModelConfig, **kw):
@@ -289,23 +292,74 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def train_precision(device: str, dtype: str = "auto") -> dict:
-    """The Trainer's precision flags (``bf16``, ``fp16``, ``use_cpu``) for a device.
+def cuda_has_native_bf16() -> bool:
+    """Whether the CUDA GPU computes bfloat16 in hardware: compute capability 8.0 or newer
+    (A100, L4, A10, RTX 30xx, H100). A T4 (7.5) or V100 (7.0) does not.
 
-    * CUDA: bf16 where the GPU supports it, else fp16 (a T4);
-    * CPU with ``model.dtype=auto`` and native bf16 (AVX512-BF16 or AMX): bf16 *autocast* —
-      fp32 master weights, bf16 matmuls, about 2x faster on such a CPU;
-    * any other CPU, or ``model.dtype=float32``: plain fp32.
-
-    SFT, the reward model, GenRec and TRL's GRPO/RLOO arms all train with these flags.
+    Not ``torch.cuda.is_bf16_supported()``: by default it counts *emulated* bf16 and answers
+    True on a T4, where bf16 runs slower than fp32 and the right half type is fp16.
     """
     import torch
 
-    if device == "cuda" and torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported()
-        return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
-    bf16 = device == "cpu" and dtype == "auto" and cpu_has_native_bf16()
-    return {"bf16": bf16, "fp16": False, "use_cpu": device == "cpu"}
+    if not torch.cuda.is_available():
+        return False
+    if getattr(torch.version, "hip", None):  # ROCm: bf16 on every supported AMD GPU
+        return bool(torch.cuda.is_bf16_supported())
+    return torch.cuda.get_device_capability()[0] >= 8
+
+
+def half_dtype(device: str):
+    """The half type of autocast and of the fast rollout path on ``device`` (``None``: none pays).
+
+    CUDA: bfloat16 where the GPU computes it natively, else float16 (a T4, with a gradient
+    scaler in training). CPU: bfloat16 with AVX512-BF16 or AMX, else ``None`` (emulated bf16 is
+    slower than fp32). Other devices: ``None``.
+    """
+    import torch
+
+    kind = str(device).split(":")[0]
+    if kind == "cuda" and torch.cuda.is_available():
+        return torch.bfloat16 if cuda_has_native_bf16() else torch.float16
+    if kind == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    return None
+
+
+def train_precision(device: str, dtype: str = "auto") -> dict:
+    """The Trainer's precision flags (``bf16``, ``fp16``, ``use_cpu``) for a device and ``model.dtype``.
+
+    ``model.dtype=auto`` (every profile): fp32 master weights under autocast in the half type of
+    :func:`half_dtype` — bf16 on a GPU that computes it (A100, L4, H100) and on a CPU with
+    AVX512-BF16/AMX; fp16 on a T4, where the Trainer adds a gradient scaler (``fp16=True``);
+    plain fp32 elsewhere. ``float32``: plain fp32 everywhere. ``bfloat16``/``float16``: weights
+    already in that type, autocast in the same type (fp16 on CUDA only).
+    ``training.precision_flags`` applies this rule to a profile.
+    """
+    import torch
+
+    if dtype not in WEIGHT_DTYPES:
+        raise GirlError(f"unknown model.dtype '{dtype}'; use {', '.join(WEIGHT_DTYPES)}")
+    cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    half = half_dtype(device) if dtype == "auto" else {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+    return {"bf16": half is torch.bfloat16, "fp16": cuda and half is torch.float16, "use_cpu": device == "cpu"}
+
+
+def precision_plan(device: str, dtype: str = "auto", fast_dtype: str = "auto") -> dict:
+    """In words and dtypes, what runs in which precision on ``device`` (``girl doctor``, the notebooks)."""
+    import torch
+
+    flags = train_precision(device, dtype)
+    autocast = "bfloat16" if flags["bf16"] else "float16" if flags["fp16"] else None
+    if fast_dtype == "auto":
+        fast = half_dtype(device)
+    elif fast_dtype in ("bfloat16", "float16"):
+        fast = getattr(torch, fast_dtype)
+    else:
+        fast = None
+    weights = str(torch_dtype(dtype, device)).replace("torch.", "")
+    return {"weights": weights, "training_autocast": autocast, "grad_scaler": bool(flags["fp16"]),
+            "rollouts": str(fast).replace("torch.", "") if fast is not None else weights,
+            "ppo_logprobs_and_kl": "float32"}
 
 
 def count_parameters(model) -> int:

@@ -147,16 +147,20 @@ def judge_bars(comparisons: Mapping[str, Mapping], dims=("detail", "relevance", 
 
 def matching_bars(matching: Mapping, metric: str = "auc", ax=None,
                   title: str = "person-job matching: without / with generated-JD features"):
-    """Mean ± std (over seeds) of AUC (or LogLoss) per model and split, without vs with generated JDs."""
+    """AUC (or LogLoss) per model and split, without vs with generated JDs, with 95 % bootstrap CIs."""
     import numpy as np
 
-    groups = [(m, s) for m in ("logistic", "two_tower") if m in matching for s in ("test", "cold")]
+    groups = [(m, s) for m in ("logistic", "two_tower") if m in matching for s in ("test", "cold")
+              if s in matching[m]["cv"]]
     ax = _axes(ax, figsize=(7, 3.5))
     x = np.arange(len(groups))
     for i, (fs, color) in enumerate((("cv", "C0"), ("cv+generated", "C1"))):
-        means = [matching[m][fs][s][f"{metric}_mean"] or 0.0 for m, s in groups]
-        stds = [matching[m][fs][s][f"{metric}_std"] or 0.0 for m, s in groups]
-        bars = ax.bar(x + (i - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, color=color, label=fs)
+        cells = [matching[m][fs][s][metric] for m, s in groups]
+        values = [c["value"] or 0.0 for c in cells]
+        err = np.array([[max(0.0, (c["value"] or 0) - (c["ci"][0] if c["ci"][0] is not None else c["value"] or 0)),
+                         max(0.0, (c["ci"][1] if c["ci"][1] is not None else c["value"] or 0) - (c["value"] or 0))]
+                        for c in cells]).T
+        bars = ax.bar(x + (i - 0.5) * 0.38, values, 0.38, yerr=err, capsize=3, color=color, label=fs)
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(x, [f"{m}\n{s}" for m, s in groups], fontsize=8)
     ax.set_ylabel(metric.upper() if metric == "auc" else "LogLoss")

@@ -1,14 +1,17 @@
 """``<run-dir>/report.md``: what ran, how long it took, and each stage's headline figures.
 
-A table of the stages, then (when ``girl evaluate`` has run) the evaluation's tables and plots
-(:func:`girl_lib.stages.evaluate.report.report_markdown`).
+A table of the stages, the papers' claims with their measured effects and computed verdicts
+(:mod:`girl_lib.claims`), then (when ``girl evaluate`` has run) the evaluation's tables and plots
+(:func:`girl_lib.stages.evaluate.report.report_markdown`). A complete stage whose upstream output
+changed since it ran is shown as out of date, with the reason.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .pipeline import STAGES
+from .claims import claims_for, claims_markdown
+from .pipeline import STAGES, upstream_change
 from .rundir import atomic_write_text, read_manifest, stage_dir
 from .stages.evaluate.report import report_markdown
 
@@ -23,10 +26,16 @@ def write_report(run_dir: Path, profile: str) -> Path:
             summary = json.dumps(manifest.get("result", {}), sort_keys=True)
             if len(summary) > 160:
                 summary = summary[:157] + "..."
-            lines.append(f"| {stage.name} | done | {manifest['seconds']:.1f} | `{summary}` |")
+            why = upstream_change(stage.name, run_dir)
+            status = f"out of date: {why}" if why else "done"
+            lines.append(f"| {stage.name} | {status} | {manifest.get('seconds', 0):.1f} | `{summary}` |")
         elif stage.in_run:
             lines.append(f"| {stage.name} | not run | | |")
 
+    lines += ["", "## The papers' claims", "",
+              "Each verdict is computed from the 95 % interval of the effect: *reproduced* when it lies above "
+              "zero, *not reproduced* when below, *inconclusive* when it straddles zero.", ""]
+    lines += claims_markdown(claims_for(run_dir))
     lines += report_markdown(run_dir)
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")

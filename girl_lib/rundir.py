@@ -7,22 +7,39 @@ the top.
 
 A stage's folder is *complete* when it holds ``manifest.json``, written last and atomically.
 So a stage killed midway leaves no manifest, and the next ``girl run`` redoes it instead of
-reading half-written files; a complete stage is skipped unless ``--force``. This module is the
-one place that knows folder names, manifests and atomic writes.
+reading half-written files. A manifest records what the stage was made from (``inputs``: the
+settings that shaped it and the manifest digests of the stages it read, see
+:mod:`girl_lib.pipeline`), so a complete stage whose inputs changed is redone. This module is the
+one place that knows folder names, manifests, atomic writes, the writer's lock
+(:func:`lock_run_dir`) and how a complete stage is set aside while it is redone
+(:func:`set_aside`, :func:`restore_previous`).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import GirlError
 
+try:  # POSIX: an advisory lock the kernel drops when its process dies, however it dies
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: a pid file instead
+    fcntl = None
+
 MANIFEST = "manifest.json"
+LOCK = ".girl.lock"  # in the run dir: pid and host of the one process writing there
+STARTED = ".inputs.json"  # in a stage folder while the stage runs: the inputs its partial output comes from
 ADAPTER = "adapter"  # a trained LoRA inside a stage folder (save_pretrained: weights, config, tokenizer)
 # Stage name (the CLI command) -> its folder under the run dir.
 STAGE_FOLDERS = {"data": "data", "sft": "sft", "reward": "reward", "ppo": "ppo", "grpo": "grpo",
@@ -91,9 +108,11 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result file is as readable as any other
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno and not exc.filename:  # name the file (a full disk, say)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -106,17 +125,27 @@ def is_complete(stage_dir: Path) -> bool:
 
 
 def read_manifest(stage_dir: Path) -> dict | None:
+    """The stage's manifest (None when the stage is not complete); a damaged one is a one-line error."""
     path = Path(stage_dir) / MANIFEST
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        manifest = exc
+    if not isinstance(manifest, dict):
+        raise GirlError(f"'{path}' is damaged (not a JSON object); delete it and the stage counts as not "
+                        "complete, so the next run redoes it")
+    return manifest
 
 
-def write_manifest(stage_dir: Path, stage: str, profile: str, seconds: float, result: dict | None) -> dict:
+def write_manifest(stage_dir: Path, stage: str, profile: str, seconds: float, result: dict | None,
+                   inputs: dict | None = None) -> dict:
     """Mark ``stage_dir`` complete. Call only after every output file is in place.
 
     A stage may have written its own manifest (the data stage records hashes and its config);
-    its keys are kept and the pipeline's are added.
+    its keys are kept and the pipeline's are added: ``inputs`` (what the stage was made from) and
+    a fresh ``run_id``, so every run of a stage has a manifest digest of its own.
     """
     manifest = read_manifest(stage_dir) or {}
     manifest |= {
@@ -124,10 +153,218 @@ def write_manifest(stage_dir: Path, stage: str, profile: str, seconds: float, re
         "profile": profile,
         "seconds": round(seconds, 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "run_id": uuid.uuid4().hex,
         "result": result or {},
     }
+    if inputs is not None:
+        manifest["inputs"] = inputs
     atomic_write_json(Path(stage_dir) / MANIFEST, manifest)
     return manifest
+
+
+def manifest_digest(stage_dir: Path) -> str | None:
+    """sha256 of the stage's manifest (canonical JSON), or None when the stage is not complete.
+
+    Every run writes a manifest with a new ``run_id``, so a redone stage always gets a new
+    digest, while a linked or copied stage folder keeps its own.
+    """
+    manifest = read_manifest(stage_dir)
+    if manifest is None:
+        return None
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_json_or_none(path: Path) -> dict | None:
+    """A JSON object from ``path``; None when it is missing or not a readable JSON object."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Redoing a complete stage: the old output is set aside until the new one is complete
+# ---------------------------------------------------------------------------------------------
+def previous_dir(run_dir: Path, stage: str) -> Path:
+    """Where the complete output of ``stage`` waits while the stage is redone."""
+    return Path(run_dir) / f".{STAGE_FOLDERS[stage]}.previous"
+
+
+def remove_path(path: Path) -> None:
+    """Remove a folder, a file or a symlink (never following the link)."""
+    path = Path(path)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def set_aside(run_dir: Path, stage: str) -> Path:
+    """Move the stage's folder (or its link) to :func:`previous_dir`; the stage folder is then absent."""
+    prev = previous_dir(run_dir, stage)
+    remove_path(prev)
+    os.replace(stage_dir(run_dir, stage), prev)
+    return prev
+
+
+def restore_previous(run_dir: Path, stage: str) -> bool:
+    """Put the set-aside output back in place of whatever the failed redo left. False if none."""
+    prev = previous_dir(run_dir, stage)
+    if not (prev.exists() or prev.is_symlink()):
+        return False
+    out = stage_dir(run_dir, stage)
+    remove_path(out)
+    os.replace(prev, out)
+    return True
+
+
+def drop_previous(run_dir: Path, stage: str) -> None:
+    remove_path(previous_dir(run_dir, stage))
+
+
+# ---------------------------------------------------------------------------------------------
+# One writer per run dir
+# ---------------------------------------------------------------------------------------------
+_HELD: dict[str, list] = {}  # realpath of a run dir -> [fd, depth, pid]: reentrant within a process
+
+
+def _holder_text(holder: dict | None) -> str:
+    if not holder or "pid" not in holder:
+        return "another girl process (it has not written its pid yet)"
+    cmd = f", '{holder['command']}'" if holder.get("command") else ""
+    since = f", since {holder['started']}" if holder.get("started") else ""
+    return f"pid {holder['pid']} on host {holder.get('host', '?')}{cmd}{since}"
+
+
+def _me() -> dict:
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    command = " ".join(["girl" if prog in ("girl", "cli.py") else prog, *sys.argv[1:]])
+    return {"pid": os.getpid(), "host": socket.gethostname(), "command": command[:200],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _read_fd(fd: int) -> dict | None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    try:
+        obj = json.loads(data.decode("utf-8")) if data.strip() else None
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _write_fd(fd: int, holder: dict) -> None:
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, (json.dumps(holder) + "\n").encode("utf-8"))
+    os.fsync(fd)
+
+
+def _in_use(run_dir: Path, holder: dict | None) -> GirlError:
+    return GirlError(f"run dir '{run_dir}' is in use by {_holder_text(holder)}: one writer at a time; wait for it "
+                     "to finish, or pass another --run-dir")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _acquire_pidfile(run_dir: Path, notice: Callable[[str], None]) -> int:
+    """Without ``fcntl``: a lock file created exclusively; a dead holder's file (same host) is taken over."""
+    path = Path(run_dir) / LOCK
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            holder = read_json_or_none(path)
+            if holder and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
+                    and not _alive(holder["pid"]):
+                notice(f"[girl] run dir '{run_dir}': taking over the lock of {_holder_text(holder)}, "
+                       "which is no longer running")
+                path.unlink(missing_ok=True)
+                continue
+            raise _in_use(run_dir, holder) from None
+        _write_fd(fd, _me())
+        return fd
+    raise _in_use(run_dir, read_json_or_none(path))
+
+
+def _acquire(run_dir: Path, notice: Callable[[str], None]) -> tuple[int, bool]:
+    """``(fd, flocked)``: the lock of ``run_dir`` held by this process, or a one-line GirlError."""
+    path = Path(run_dir) / LOCK
+    if fcntl is None:
+        return _acquire_pidfile(run_dir, notice), False
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            holder = _read_fd(fd)
+            for _ in range(20):  # the holder writes its pid right after locking: give it a moment
+                if holder:
+                    break
+                time.sleep(0.05)
+                holder = _read_fd(fd)
+            os.close(fd)
+            raise _in_use(run_dir, holder) from None
+        os.close(fd)  # a file system without flock (some network mounts): the pid file instead
+        return _acquire_pidfile(run_dir, notice), False
+    previous = _read_fd(fd)
+    if previous:  # a clean release empties the file: this holder died (killed, power cut) while writing
+        notice(f"[girl] run dir '{run_dir}': taking over the lock of {_holder_text(previous)}, "
+               "which ended without releasing it")
+    _write_fd(fd, _me())
+    return fd, True
+
+
+def _release(run_dir: Path, fd: int, flocked: bool) -> None:
+    try:
+        if flocked:
+            os.ftruncate(fd, 0)  # empty = released cleanly
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        else:
+            (Path(run_dir) / LOCK).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path, notice: Callable[[str], None] | None = None):
+    """Hold the run dir's writer lock (``<run_dir>/.girl.lock``: pid, host, command) for the block.
+
+    A second writer gets a one-line :class:`GirlError` naming the holder. The lock is an OS lock
+    (``flock``) that dies with its process, so a holder killed by SIGKILL leaves a file that the
+    next writer takes over, with a notice. Reentrant within one process (``girl run`` holds it
+    around every stage and the report).
+    """
+    run_dir = Path(run_dir)
+    notice = notice or (lambda text: print(text, file=sys.stderr))
+    key = os.path.realpath(run_dir)
+    held = _HELD.get(key)
+    if held is not None and held[2] == os.getpid():
+        held[1] += 1
+        try:
+            yield
+        finally:
+            held[1] -= 1
+        return
+    fd, flocked = _acquire(run_dir, notice)
+    _HELD[key] = [fd, 1, os.getpid()]
+    try:
+        yield
+    finally:
+        _HELD.pop(key, None)
+        _release(run_dir, fd, flocked)
 
 
 def clear_manifest(stage_dir: Path) -> None:

@@ -3,7 +3,8 @@
 Stage 2 trains the reward model; stage 3 (PPO, GRPO, RLOO) and the evaluation stage only use
 it. What they use lives here, below the stages: the sequence classifier with the kit's pooling
 (:mod:`girl_lib.pooling`), the chat text it reads, batched scoring, reloading the trained
-adapter and score head, and the standardised reward RL maximises (:func:`make_scorer`).
+adapter and score head, the one rule that fits a chat into ``reward.max_length``
+(:func:`fit_prompt`), and the standardised reward RL maximises (:func:`make_scorer`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from .rundir import ADAPTER
 from .seeding import set_seed
 from .textgen import right_pad
 from .training import precision_flags, to_chat
-from .world import load_jsonl, load_split, make_prompt
+from .world import make_prompt
 
 
 def chat_ids(tokenizer, prompt: str, jd: str) -> list[int]:
@@ -34,6 +35,49 @@ def chat_ids(tokenizer, prompt: str, jd: str) -> list[int]:
     messages = to_chat(prompt)["prompt"] + [{"role": "assistant", "content": jd}]
     out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)
     return [int(t) for t in out["input_ids"]]
+
+
+CV_HEADER = make_prompt("")  # the user message before the CV: instruction + "Candidate CV:" header
+
+
+def fit_prompt(tokenizer, prompt: str, jd_texts: Sequence[str], max_length: int | None) -> str:
+    """``prompt`` with its CV shortened so that ``[system, prompt, jd]`` fits ``max_length`` tokens
+    for every JD of ``jd_texts``: the kit's ONE truncation rule.
+
+    The reward model is trained on (``girl_lib.stages.reward``, before TRL sees a pair) and
+    scores (:func:`score_prompts`) the texts this returns. Only the CV *body* is cut, at its end,
+    by whole tokens: never the system prompt, the instruction or the JD, where the score is read.
+    (TRL's ``RewardTrainer`` would drop an over-long pair; cutting the left of the chat, as
+    scoring once did, loses the system prompt.) A prompt that fits is returned unchanged; if
+    even an empty CV leaves a JD over the limit, the CV is emptied and the rest kept whole.
+    A prompt that is not ``make_prompt(cv)`` is cut as a whole.
+    """
+    if not max_length:
+        return prompt
+    longest = max((len(chat_ids(tokenizer, prompt, jd)) for jd in jd_texts), default=0)
+    if longest <= max_length:
+        return prompt
+    head = CV_HEADER if prompt.startswith(CV_HEADER) else ""
+    body = tokenizer(prompt[len(head):], add_special_tokens=False)["input_ids"]
+    keep = max(0, len(body) - (longest - max_length))
+    while True:  # re-tokenising a cut text may merge differently: re-check, cut one more token
+        text = tokenizer.decode(body[:keep])
+        while keep > 0 and text.endswith("\ufffd"):  # never end on half of a multi-byte character
+            keep -= 1
+            text = tokenizer.decode(body[:keep])
+        fitted = (head + text).rstrip() if head else text
+        if keep == 0 or max(len(chat_ids(tokenizer, fitted, jd)) for jd in jd_texts) <= max_length:
+            return fitted
+        keep -= 1
+
+
+def fitted_chat_ids(tokenizer, prompt: str, jd: str, max_length: int | None) -> list[int]:
+    """The token ids the reward model reads for (``prompt``, ``jd``): :func:`fit_prompt`, then
+    :func:`chat_ids`. The same ids as TRL's for a training pair fitted the same way."""
+    ids = chat_ids(tokenizer, prompt, jd)
+    if not max_length or len(ids) <= max_length:  # fits: fit_prompt would return the prompt as it is
+        return ids
+    return chat_ids(tokenizer, fit_prompt(tokenizer, prompt, [jd], max_length), jd)
 
 
 def load_base(cfg: Profile):
@@ -70,8 +114,8 @@ def score_prompts(model, tokenizer, prompts: Sequence[str], jd_texts: Sequence[s
     field of ``sft.jsonl``/``rm_pairs.jsonl``). Sequences are sorted by length, batched and
     **right-padded** with the pad token: the model pools the rightmost non-pad token, and with
     right padding the real tokens keep the positions they have alone, so a row's score does not
-    depend on its batch mates. A sequence longer than ``max_length`` keeps its *last*
-    ``max_length`` tokens (the JD and its closing tokens, where the score is read).
+    depend on its batch mates. A sequence longer than ``max_length`` has its CV shortened
+    (:func:`fit_prompt`, the rule the reward model was trained under).
     ``bf16=True`` runs the forward under bfloat16 autocast (about 2x faster on GPUs and on
     bf16-capable CPUs; scores then differ from fp32 in the third significant digit).
     """
@@ -83,9 +127,7 @@ def score_prompts(model, tokenizer, prompts: Sequence[str], jd_texts: Sequence[s
     pad_id = tokenizer.pad_token_id
     if pad_id is None or pad_id == tokenizer.eos_token_id:
         raise GirlError("the reward tokenizer needs a pad token distinct from EOS; load it with girl_lib.models")
-    seqs = [chat_ids(tokenizer, p, j) for p, j in zip(prompts, jd_texts)]
-    if max_length:
-        seqs = [s[-max_length:] for s in seqs]
+    seqs = [fitted_chat_ids(tokenizer, p, j, max_length) for p, j in zip(prompts, jd_texts)]
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     out = torch.zeros(len(seqs), dtype=torch.float32)
     device = next(model.parameters()).device
@@ -151,73 +193,50 @@ def load_reward_model(cfg: Profile, run_dir: Path, is_trainable: bool = False):
     return model, tokenizer
 
 
-def score_normalizer(run_dir: Path) -> tuple[float, float]:
-    """``(mean, std)`` of the reward model's scores on real val JDs (``reward/metrics.json``).
-
-    [detail] Reward normalisation. A Bradley–Terry reward model is defined up to a shift and a
-    scale: only differences count, and their size depends on training. Standardising the score
-    (OpenAI's original RLHF code gave the reward model a gain and a bias for the same purpose)
-    makes β and the missing-EOS penalty mean the same thing for any reward model: a penalty of
-    1.0 is one standard deviation of the reward model's opinion.
-    """
-    try:
-        m = json.loads((Path(run_dir) / "reward" / "metrics.json").read_text())
-        mean, std = float(m["score_mean"]), float(m["score_std"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise GirlError(f"{Path(run_dir) / 'reward' / 'metrics.json'} has no score_mean/score_std; rerun "
-                        "'girl reward --force' or set --set ppo.normalize_scores=false") from None
-    return mean, max(std, 1e-6)
-
-
 REWARD_SOURCES = ("rm", "oracle")
 
 
-def oracle_normalizer(run_dir: Path, oracle) -> tuple[float, float]:
-    """``(mean, std)`` of the oracle's acceptance probability on the val applications' real JDs.
+def raw_scorer(cfg: Profile, rm, rm_tok, oracle):
+    """``raw(seekers, texts) -> float32 [n]``: the judge of a rollout, in its own units.
 
-    The same standardisation as :func:`score_normalizer`, for ``ppo.reward_source=oracle``.
-    """
-    data_dir = Path(run_dir) / "data"
-    seekers = {s["id"]: s for s in load_split(data_dir, "seekers", "val")}
-    jobs = {j["id"]: j for j in load_jsonl(data_dir / "jobs.jsonl", "jobs")}
-    p = [oracle.score_job(seekers[a["seeker_id"]], jobs[a["job_id"]]).p_accept
-         for a in load_jsonl(data_dir / "applications.jsonl", "applications") if a["seeker_id"] in seekers]
-    if len(p) < 2:
-        raise GirlError(f"{data_dir / 'applications.jsonl'} has fewer than 2 val applications to standardise "
-                        "the oracle's reward; set --set ppo.normalize_scores=false")
-    t = torch.tensor(p)
-    return float(t.mean()), max(float(t.std()), 1e-6)
-
-
-def make_scorer(cfg: Profile, run_dir: Path, rm, rm_tok, oracle):
-    """``scorer(seekers, texts) -> (raw, standardised)``: what RL maximises, before the EOS penalty.
-
-    [detail] ``ppo.reward_source`` picks the judge of a rollout:
+    [detail] ``ppo.reward_source`` picks it:
 
     * ``rm`` (the GIRL recipe): the stage-2 reward model's score of (CV, generated JD);
     * ``oracle`` (an ablation only a synthetic world allows): the recruiter oracle's acceptance
       probability of the parsed JD — a *perfect* reward model. PPO against it shows what the
       loop can do when the reward is right; PPO against ``rm`` shows what a learned reward model
       lets it do. The gap between the two is the reward model's fault, not PPO's.
-
-    Both are standardised with their own statistics on real val JDs (``ppo.normalize_scores``).
-    PPO and TRL's GRPO/RLOO arms (:mod:`girl_lib.stages.ppo.grpo_rloo`) call this one function.
     """
     p = cfg.ppo
     if p.reward_source not in REWARD_SOURCES:
         raise GirlError(f"ppo.reward_source must be one of {', '.join(REWARD_SOURCES)}, got '{p.reward_source}'")
     if p.reward_source == "oracle":
-        mean, std = oracle_normalizer(run_dir, oracle) if p.normalize_scores else (0.0, 1.0)
-
-        def raw_scores(seekers, texts):
+        def raw(seekers, texts):
             return torch.tensor([oracle.score(s, t).p_accept for s, t in zip(seekers, texts)], dtype=torch.float32)
-    else:
-        mean, std = score_normalizer(run_dir) if p.normalize_scores else (0.0, 1.0)
-        bf16, bs = scoring_bf16(cfg), max(1, cfg.reward.batch_size * 2)
+        return raw
+    bf16, bs = scoring_bf16(cfg), max(1, cfg.reward.batch_size * 2)
 
-        def raw_scores(seekers, texts):
-            return score(rm, rm_tok, [s["cv_text"] for s in seekers], list(texts), batch_size=bs,
-                         max_length=cfg.reward.max_length, bf16=bf16)
+    def raw(seekers, texts):
+        return score(rm, rm_tok, [s["cv_text"] for s in seekers], list(texts), batch_size=bs,
+                     max_length=cfg.reward.max_length, bf16=bf16)
+    return raw
+
+
+def make_scorer(cfg: Profile, rm, rm_tok, oracle, norm: tuple[float, float] | None = None):
+    """``scorer(seekers, texts) -> (raw, standardised)``: what RL maximises, before the EOS penalty.
+
+    ``raw`` is :func:`raw_scorer`'s; ``standardised = (raw - mean) / std`` with ``norm = (mean,
+    std)``, the raw scores' statistics on samples of the starting policy
+    (:mod:`girl_lib.stages.ppo.normalize`; ``(0, 1)`` when ``ppo.normalize_scores=false``).
+    PPO and TRL's GRPO/RLOO arms (:mod:`girl_lib.stages.ppo.grpo_rloo`) call this one function.
+    """
+    raw_scores = raw_scorer(cfg, rm, rm_tok, oracle)
+    if norm is None:
+        if cfg.ppo.normalize_scores:
+            raise GirlError("ppo.normalize_scores is on: pass the starting policy's score statistics "
+                            "(girl_lib.stages.ppo.normalize.score_norm), or set --set ppo.normalize_scores=false")
+        norm = (0.0, 1.0)
+    mean, std = float(norm[0]), float(norm[1])
 
     def scorer(seekers, texts):
         raw = raw_scores(seekers, texts)

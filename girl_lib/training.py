@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import LoraConfig as KitLoraConfig
 from .config import Profile
-from .models import cpu_has_native_bf16
+from .models import train_precision
 from .world import SYSTEM_PROMPT, load_split
 
 
@@ -36,21 +36,20 @@ def peft_lora_config(lora: KitLoraConfig, task_type: str = "CAUSAL_LM"):
 
 def precision_flags(cfg: Profile) -> dict:
     """The kit's one precision rule, as the Trainer's flags (``bf16``, ``fp16``, ``use_cpu``).
-    * CUDA: bf16 where the GPU supports it, else fp16 (a T4);
-    * CPU with ``model.dtype=auto`` and native bf16 (AVX512-BF16 or AMX): bf16 *autocast* —
-      fp32 master weights, bf16 matmuls, about 2x faster on such a CPU;
+
+    With ``model.dtype=auto`` (every profile) the master weights stay fp32 and the Trainer
+    runs autocast in the device's half type (:func:`girl_lib.models.half_dtype`):
+
+    * CUDA with native bf16 (compute capability 8.0+: A100, L4, H100): ``bf16=True``;
+    * CUDA without it (a T4, a V100): ``fp16=True``, and the Trainer adds a gradient scaler;
+    * CPU with native bf16 (AVX512-BF16 or AMX): bf16 *autocast*, about 2x faster there;
     * any other CPU, or ``model.dtype=float32``: plain fp32.
 
-    Every trainer and the reward model's scoring follow it; ``--set model.dtype=float32`` turns
-    bf16 off everywhere.
+    Every trainer and the reward model's scoring follow it (``--set model.dtype=float32`` turns
+    half precision off everywhere). The kit's own PPO does not: its passes stay fp32, so its
+    ratios and KL do too. The rule itself is :func:`girl_lib.models.train_precision`.
     """
-    import torch
-
-    if cfg.device == "cuda" and torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported()
-        return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
-    bf16 = cfg.device == "cpu" and cfg.model.dtype == "auto" and cpu_has_native_bf16()
-    return {"bf16": bf16, "fp16": False, "use_cpu": cfg.device == "cpu"}
+    return train_precision(cfg.device, cfg.model.dtype)
 
 
 def trainer_args(cfg: Profile, output_dir: Path, *, num_epochs: float, max_steps: int, learning_rate: float,
@@ -100,6 +99,10 @@ def save_adapter(model, tokenizer, target: Path) -> Path:
     return target
 
 
-def split_seekers(data_dir: Path, n: int, split: str = "val") -> list[dict]:
-    """The first ``n`` seekers of ``split`` in file order (deterministic); ``[]`` for ``n <= 0``."""
-    return load_split(data_dir, "seekers", split, n) if n > 0 else []
+def split_seekers(data_dir: Path, n: int, split: str = "val", seed: int = 0) -> list[dict]:
+    """A seeded random draw of ``n`` seekers of ``split``; ``[]`` for ``n <= 0``.
+
+    Prefix-stable (:func:`girl_lib.world.draw`): with the same seed, a draw of fewer seekers is
+    the start of a draw of more, so a later stage can reuse an earlier stage's generations.
+    """
+    return load_split(data_dir, "seekers", split, n, seed=seed) if n > 0 else []

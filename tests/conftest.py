@@ -30,6 +30,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(GUARD_DIR), os.enviro
 sys.path.insert(0, str(GUARD_DIR))
 import girl_netguard  # noqa: E402
 
+# The chapters default to PROFILE = "auto" (cpu here: half an hour). Tests and nbmake kernels run
+# them under smoke unless a caller chose otherwise (`make test` sets it too).
+os.environ.setdefault("GIRL_PROFILE", "smoke")
+
 girl_netguard.install()
 _LOG.write_text("")
 

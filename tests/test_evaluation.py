@@ -13,6 +13,7 @@ import pytest
 from girl_lib.stages.evaluate import report as eval_report
 from girl_lib import generators
 from girl_lib.stages.evaluate import grounding, judge, matching
+from girl_lib.world import load_jsonl, load_split
 from girl_lib.stages.evaluate import stage as evaluation
 from girl_lib.embed import HashingEmbedder, cosine_rows, normalize_rows
 from girl_lib.errors import GirlError
@@ -228,12 +229,26 @@ def test_generated_features_help_when_they_carry_the_signal():
     train = [r for r in rows if int(r["seeker_id"][1:]) < 40]
     test = [r for r in rows if int(r["seeker_id"][1:]) >= 40]
     out = matching.run_matching(train, {"test": test}, cv, jd, gen, seeds=2, epochs=60)
-    assert out["logistic"]["cv+generated"]["test"]["auc_mean"] > 0.9
-    assert out["gain"]["logistic"]["test"]["auc_mean"] > 0.2  # the CV alone is noise here
-    assert out["gain"]["logistic"]["test"]["logloss_mean"] < 0
+    assert out["logistic"]["cv+generated"]["test"]["auc"]["value"] > 0.9
+    gain = out["gain"]["logistic"]["test"]["auc"]
+    assert gain["diff"] > 0.2  # the CV alone is noise here
+    # The paired interval over the 20 test seekers excludes zero, and the bootstrap test agrees.
+    assert gain["ci"][0] > 0 and gain["p_value"] < 0.05 and gain["n"] == 20
+    assert out["gain"]["logistic"]["test"]["logloss"]["ci"][1] < 0
     # The MLP's towers can memorise 40 seekers, so it gains less, but it gains.
-    assert out["gain"]["two_tower"]["test"]["auc_mean"] > 0.05
+    assert out["gain"]["two_tower"]["test"]["auc"]["diff"] > 0.05
     assert out["n"] == {"train": len(train), "test": len(test)} and out["seeds"] == 2
+
+
+def test_matching_gain_is_inconclusive_when_the_generated_jd_carries_nothing():
+    rows, cv, gen, jd = synthetic_matching()
+    rng = np.random.default_rng(5)
+    noise = {k: normalize_rows(rng.normal(size=(1, len(v))))[0] for k, v in gen.items()}  # the wish is gone
+    train = [r for r in rows if int(r["seeker_id"][1:]) < 40]
+    test = [r for r in rows if int(r["seeker_id"][1:]) >= 40]
+    out = matching.run_matching(train, {"test": test}, cv, jd, noise, seeds=2, epochs=60, models=("logistic",))
+    lo, hi = out["gain"]["logistic"]["test"]["auc"]["ci"]
+    assert lo < 0.1 and hi > -0.3 and not lo > 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,24 +301,41 @@ def test_metrics_json_schema(evaluated, smoke_cfg):
     run_dir, manifest = evaluated
     m = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert {"profile", "base_model", "arms", "trained_arms", "best_arm", "embedder", "n_test_seekers",
-            "test_seeker_ids", "quality", "judge", "matching", "grounding", "timing"} <= set(m)
+            "test_seeker_ids", "quality", "paired", "judge", "matching", "grounding", "timing"} <= set(m)
     assert m["arms"] == ["zero_shot", "sft", "ppo"] and m["best_arm"] == "ppo" and m["embedder"] == "hashing"
     assert m["n_test_seekers"] == smoke_cfg.eval.max_test_seekers
     for arm in m["arms"]:
         row = m["quality"][arm]
         assert set(eval_report.QUALITY_KEYS) <= set(row) and row["n"] == m["n_test_seekers"]
         assert row["rm_score"] is not None  # the reward model is trained in this run dir
+        for key in ("accept_rate", "parse_rate", "two_sided_rate"):  # every rate with its Wilson interval
+            ci = row["intervals"][key]
+            assert ci["n"] == row["n"] and ci["rate"] == pytest.approx(row[key]) and ci["ci"][0] <= row[key] <= ci["ci"][1]
+        assert len(row["outcomes"]["accepted"]) == row["n"]
+    for c in m["paired"].values():  # every arm-vs-arm difference: paired CI, n, p-value
+        d = c["accept_rate"]
+        assert d["n"] == m["n_test_seekers"] and d["test"] == "mcnemar_exact" and 0 <= d["p_value"] <= 1
+        assert d["diff"] == pytest.approx(m["quality"][c["a"]]["accept_rate"] - m["quality"][c["b"]]["accept_rate"])
         saved = json.loads((run_dir / "eval" / "texts" / f"{arm}.json").read_text())["by_seeker"]
         assert set(m["test_seeker_ids"]) <= set(saved)
     assert set(m["judge"]["comparisons"]) == {"sft_vs_zero_shot", "ppo_vs_zero_shot", "ppo_vs_sft"}
     for c in m["judge"]["comparisons"].values():
-        for d in judge.DIMENSIONS:
+        for d in (*judge.DIMENSIONS, judge.ORACLE_FREE):  # the rubric adds one dimension the oracle does not drive
             assert c[d]["win"] + c[d]["tie"] + c[d]["lose"] == pytest.approx(1)
+            assert c[d]["advantage_test"]["n"] == c["n"] and c[d]["win_ci"][0] <= c[d]["win"] <= c[d]["win_ci"][1]
     mt = m["matching"]
     assert mt["arm"] == "ppo" and mt["seekers"]["train"] == smoke_cfg.eval.matching_train_seekers
+    # No seeker that SFT or the reward model trained on is in the matching model's training set.
+    data = run_dir / "data"
+    used = {r["seeker_id"] for kind in ("sft", "rm_pairs") for r in load_split(data, kind, "train")}
+    assert len(mt["train_seeker_ids"]) == mt["seekers"]["train"] and not used & set(mt["train_seeker_ids"])
+    splits = {s["id"]: s["split"] for s in load_jsonl(data / "seekers.jsonl", "seekers")}
+    assert {splits[i] for i in mt["train_seeker_ids"]} == {"match"}
     for model in matching.MODELS:
         for fs in matching.FEATURE_SETS:
             assert set(mt[model][fs]) == {"test", "cold"}
+        for split in ("test", "cold"):
+            assert {"diff", "ci", "p_value", "n"} <= set(mt["gain"][model][split]["auc"])
     k = smoke_cfg.eval.top_k
     assert set(m["grounding"]["by_query"]) == {"cv", "zero_shot", "sft", "ppo"} and m["grounding"]["k"] == k
     for name in eval_report.PLOTS.values():

@@ -182,7 +182,7 @@ def test_sampling_settings_reach_hf_generate_explicitly(tiny_model, smoke_cfg, m
     monkeypatch.setattr(model, "generate", spy)
     from dataclasses import replace
 
-    from girl_lib.textgen import InverseCdfSampler
+    from girl_lib.fastpath import InverseCdfSampler
 
     generate_from_config(model, tok, ["a", "b"], replace(smoke_cfg.generation, fast_decode=False), do_sample=True, seed=0)
     kw = seen[-1]
@@ -257,7 +257,7 @@ def test_fast_path_greedy_output_equals_the_plain_path(calm):
     step with a smaller margin the two paths must agree token for token; after a near-tie the
     answers may part (random weights have many near-ties; a trained model far fewer).
     """
-    from girl_lib.textgen import weights_in
+    from girl_lib.fastpath import weights_in
 
     model, tok = calm
     plain = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=2)
@@ -283,7 +283,7 @@ def test_fast_path_greedy_output_equals_the_plain_path(calm):
 
 def test_fast_path_samples_what_the_fp32_policy_scores_within_tolerance(calm):
     """The bf16 sampler's log-probs of its own samples match the fp32 policy's (what PPO recomputes)."""
-    from girl_lib.textgen import weights_in
+    from girl_lib.fastpath import weights_in
 
     model, tok = calm
     out = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=5, do_sample=True, temperature=1.0, seed=0,
@@ -312,14 +312,14 @@ def test_fast_path_restores_weights_bit_for_bit_and_threads(lively):
 def test_resolve_fast_dtype(monkeypatch):
     import girl_lib.models
     from girl_lib.errors import GirlError
-    from girl_lib.textgen import resolve_fast_dtype
+    from girl_lib.fastpath import resolve_fast_dtype
 
     assert resolve_fast_dtype("off", "cpu") is None
     assert resolve_fast_dtype("bfloat16", "cpu") is torch.bfloat16
     assert resolve_fast_dtype("float16", "cpu") is torch.float16
-    monkeypatch.setattr(girl_lib.textgen, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(girl_lib.fastpath, "cpu_has_native_bf16", lambda: True)
     assert resolve_fast_dtype("auto", "cpu") is torch.bfloat16
-    monkeypatch.setattr(girl_lib.textgen, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(girl_lib.fastpath, "cpu_has_native_bf16", lambda: False)
     assert resolve_fast_dtype("auto", "cpu") is None  # emulated bf16 is slower than fp32
     with pytest.raises(GirlError, match="generation.fast_dtype"):
         resolve_fast_dtype("int8", "cpu")
@@ -352,7 +352,7 @@ def test_generate_from_config_uses_the_fast_path_settings(tiny_model, smoke_cfg,
 def test_decode_attention_equals_sdpa_on_a_one_token_step(mask_kind):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from girl_lib.textgen import decode_attention_forward
+    from girl_lib.fastpath import decode_attention_forward
 
     g = torch.Generator().manual_seed(0)
     b, heads, kv_heads, length, d = 3, 6, 2, 11, 8  # grouped-query: 3 query heads per key/value head
@@ -381,12 +381,12 @@ def test_decode_attention_equals_sdpa_on_a_one_token_step(mask_kind):
 
 
 def test_decode_attention_is_switched_on_inside_and_restored(lively, monkeypatch):
-    import girl_lib.textgen
-    from girl_lib.textgen import DECODE_ATTENTION, decode_attention
+    import girl_lib.fastpath
+    from girl_lib.fastpath import DECODE_ATTENTION, decode_attention
 
     model, _ = lively
     with monkeypatch.context() as m:  # a GPU model keeps SDPA (the slow kernel is the CPU one)
-        m.setattr(girl_lib.textgen, "_model_device", lambda _: torch.device("cuda"))
+        m.setattr(girl_lib.fastpath, "_model_device", lambda _: torch.device("cuda"))
         with decode_attention(model):
             assert model.config._attn_implementation == "sdpa"
     assert model.config._attn_implementation == "sdpa"
@@ -403,16 +403,16 @@ def test_fast_decode_greedy_output_equals_the_plain_path(lively, alone, monkeypa
     """fp32 weights: attention reordered, same tokens — mixed lengths, padding, several batches."""
     from transformers import AttentionInterface
 
-    from girl_lib import textgen
+    from girl_lib import fastpath, textgen
 
-    textgen._register_decode_attention()
+    fastpath._register_decode_attention()
     query_lengths = []
 
     def counting(module, query, *args, **kwargs):
         query_lengths.append(query.shape[2])
-        return textgen.decode_attention_forward(module, query, *args, **kwargs)
+        return fastpath.decode_attention_forward(module, query, *args, **kwargs)
 
-    monkeypatch.setitem(AttentionInterface._global_mapping, textgen.DECODE_ATTENTION, counting)
+    monkeypatch.setitem(AttentionInterface._global_mapping, fastpath.DECODE_ATTENTION, counting)
     model, tok = lively
     for batch_size in (len(PROMPTS), 2):
         out = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=batch_size, fast_decode=True)
@@ -438,7 +438,7 @@ def _lora(model, seed=0):
 
 
 def test_merged_lora_generates_what_the_adapter_computes_and_is_undone(lively):
-    from girl_lib.textgen import _mergeable_lora_layers, weights_in
+    from girl_lib.fastpath import _mergeable_lora_layers, weights_in
 
     base, tok = lively
     peft_model = _lora(base)
@@ -468,7 +468,7 @@ def test_merged_lora_generates_what_the_adapter_computes_and_is_undone(lively):
 
 
 def test_inverse_cdf_sampler_draws_the_softmax_distribution():
-    from girl_lib.textgen import InverseCdfSampler
+    from girl_lib.fastpath import InverseCdfSampler
 
     torch.manual_seed(0)
     logits = torch.tensor([2.0, 1.0, 0.0, -1.0, float("-inf"), 0.5, -3.0, 1.5])

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from girl_lib.stages.genrec import decoding
 from girl_lib.stages.genrec import stage as genrec
 from girl_lib.config import apply_overrides
 from girl_lib.errors import DataError, GirlError
@@ -202,7 +203,7 @@ def test_movielens_malformed_files_name_file_line_and_field(tmp_path, movies, ra
 # Beam search: deduplication and the catalogue trie
 # --------------------------------------------------------------------------------------------
 def test_dedupe_beams_keeps_first_occurrence():
-    assert genrec.dedupe_beams(["B", " A", "B ", "", "C", "A"]) == ["B", "A", "C"]
+    assert decoding.dedupe_beams(["B", " A", "B ", "", "C", "A"]) == ["B", "A", "C"]
 
 
 TITLES = ["Cloud Engineer at Acme", "Cloud Engineer at Beta", "Data Analyst at Acme", "Cloud Architect at Acme"]

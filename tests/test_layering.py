@@ -2,8 +2,8 @@
 
 Layers, lowest first (a module may import from lower layers, and from its own package):
 
-    errors → config, seeding → rundir → world → models, metrics, stats, embed, plots
-    → textgen, training, pooling, oracle_eval, doctor, notebook → scoring, generators
+    errors → checks → config, seeding → rundir → world → models, metrics, stats, embed, plots → fastpath
+    → textgen, training, pooling, oracle_eval, claims, doctor, notebook → scoring, generators
     → stages (each stage on its own) → pipeline → report → cli
 
 Internal imports sit at the top of each module, where a reader sees them.
@@ -19,11 +19,13 @@ PKG = Path(__file__).resolve().parent.parent / "girl_lib"
 
 LAYERS = [
     ("errors",),
+    ("checks",),
     ("config", "seeding"),
     ("rundir",),
     ("world",),
     ("models", "metrics", "stats", "embed", "plots"),
-    ("textgen", "training", "pooling", "oracle_eval", "doctor", "notebook"),
+    ("fastpath",),
+    ("textgen", "training", "pooling", "oracle_eval", "claims", "doctor", "notebook"),
     ("scoring", "generators"),
     ("stages",),
     ("pipeline",),

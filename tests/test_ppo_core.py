@@ -12,6 +12,7 @@ from girl_lib.stages.ppo.core import (
     compute_gae,
     compute_rewards,
     entropy_from_logits,
+    explained_variance,
     first_true_indices,
     kl_penalty,
     logprobs_from_logits,
@@ -111,6 +112,20 @@ def test_compute_rewards_score_at_last_real_token():
     assert close(rewards, [[-0.05, 0.0, 0.05, 10.0], [-0.05, 20.0, 0.0, 0.0]])
 
 
+def test_k3_is_refused_as_a_reward_with_the_fix():
+    """k3's value estimates the KL, but as a per-token reward it is second order in log r: its
+    pull towards the reference vanishes where k1's does not. compute_rewards refuses it."""
+    logp, ref, mask = T([[-1.0, -2.0]]), T([[-1.1, -1.9]]), torch.ones(1, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="kl_estimator=k1"):
+        compute_rewards(T([1.0]), logp, ref, mask, 0.1, kind="k3")
+    # Near the reference k3 = e^{-d} - 1 + d ~ d^2 / 2 (d = log pi - log pi_ref): at d = 0.02 about
+    # 100x smaller than k1 = d. A per-token penalty that small barely pushes back.
+    d = 0.02
+    k3, k1 = kl_penalty(T([0.0]), T([-d]), "k3").item(), kl_penalty(T([0.0]), T([-d]), "k1").item()
+    assert k3 == pytest.approx(math.expm1(-d) + d, abs=fp_tol(torch.float32, d))
+    assert k1 == pytest.approx(d, abs=fp_tol(torch.float32, d)) and k3 < k1 / 90
+
+
 def test_compute_rewards_rejects_non_prefix_or_empty_masks():
     z = torch.zeros(1, 3)
     with pytest.raises(ValueError):
@@ -164,6 +179,19 @@ def test_gae_padded_row_equals_unpadded_and_padding_is_inert():
     assert torch.equal(adv2, adv) and torch.equal(ret2, ret)
 
 
+def test_explained_variance_hand_values_and_padding():
+    returns = T([[1.0, 2.0, 3.0, 99.0], [4.0, 0.0, 0.0, 0.0]])
+    mask = T([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    # real returns 1, 2, 3, 4: variance 1.25 (biased). A constant critic explains nothing, at any level.
+    assert explained_variance(torch.full_like(returns, 7.0), returns, mask) == 0.0
+    assert explained_variance(returns.clone(), returns, mask) == 1.0  # a perfect critic
+    # values 1, 2, 3, 3 -> residuals 0, 0, 0, 1: variance 3/16 -> 1 - 0.1875 / 1.25 = 0.85
+    values = T([[1.0, 2.0, 3.0, -50.0], [3.0, 0.0, 0.0, 0.0]])
+    assert explained_variance(values, returns, mask) == pytest.approx(0.85, abs=fp_tol(torch.float64, 16.0, 4))
+    assert explained_variance(-returns, returns, mask) < 0  # worse than a constant
+    assert explained_variance(values, torch.ones_like(returns), mask) == 0.0  # nothing to explain
+
+
 # --------------------------------------------------------------------------------------------
 # losses
 # --------------------------------------------------------------------------------------------
@@ -205,6 +233,9 @@ def test_value_loss_clipping():
     loss, stats = value_loss(new, old, ret, mask, cliprange_value=0.2)
     assert close(loss, 0.5 * (3.24 + 1.21) / 2)
     assert close(stats["vf_clipfrac"], 0.5)
+    # The value head's warm-up (ppo.value_warmup_iterations) runs it with no clip: the plain loss.
+    loss, stats = value_loss(new, old, ret, mask, cliprange_value=math.inf)
+    assert close(loss, 0.5 * (1.0 + 1.21) / 2) and stats["vf_clipfrac"] == 0.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -80,6 +80,10 @@ def test_score_shape_dtype_and_mixed_length_batch_equals_one_by_one(base, smoke_
     assert scoring.score(model, tok, [], []).shape == (0,)
 
 
+def train_rows(cfg, smoke_run):
+    return reward.load_pairs(smoke_run / "data", "train", cfg.reward.max_train_pairs, seed=cfg.seed)
+
+
 def _trainer(cfg, smoke_run, tmp_path, n_pairs=8, **overrides):
     cfg = apply_overrides(cfg, overrides)
     train_ds, _ = reward.reward_datasets(smoke_run / "data", cfg)
@@ -89,7 +93,7 @@ def _trainer(cfg, smoke_run, tmp_path, n_pairs=8, **overrides):
 
 def test_reward_model_sees_the_text_score_builds(smoke_cfg, smoke_run, tmp_path):
     trainer, tok = _trainer(smoke_cfg, smoke_run, tmp_path)
-    rows = reward.load_pairs(smoke_run / "data", "train")
+    rows = train_rows(smoke_cfg, smoke_run)  # the rows reward_datasets draws, in its order
     for i in range(3):
         assert trainer.train_dataset[i]["chosen_ids"] == scoring.chat_ids(tok, rows[i]["prompt"], rows[i]["chosen"])
         assert trainer.train_dataset[i]["rejected_ids"] == scoring.chat_ids(tok, rows[i]["prompt"], rows[i]["rejected"])
@@ -102,7 +106,7 @@ def test_training_moves_the_score_head_and_saves_it(smoke_cfg, smoke_run, tmp_pa
     from peft import PeftModel
 
     trainer, tok = _trainer(smoke_cfg, smoke_run, tmp_path, **{"reward.max_steps": 6, "reward.learning_rate": 1e-2})
-    rows = reward.load_pairs(smoke_run / "data", "train")[:8]
+    rows = train_rows(smoke_cfg, smoke_run)[:8]  # the 8 pairs _trainer trains on
     prompts, chosen, rejected = [r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows]
     head_before = scoring.score_head(trainer.model).detach().clone()
     trainer.train()
@@ -161,6 +165,16 @@ def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, 
     n_val = sum(s["split"] == "val" for s in load_jsonl(run_copy / "data" / "seekers.jsonl", "seekers"))
     assert m["n_generated"] == min(reward.n_generated_eval(smoke_cfg), n_val) > 0
     assert manifest["result"]["pairwise_accuracy"] == m["pairwise_accuracy"]
+    # Generated pairs (reward.generated_pairs train seekers' zero-shot and SFT JDs, oracle-labelled)
+    # joined the training rows; the blind-spot check scored zero-shot vs SFT JDs on val seekers.
+    by_kind = m["train_pairs_by_kind"]
+    assert by_kind["generated"] > 0 and m["generated_pairs_seekers"] == smoke_cfg.reward.generated_pairs
+    assert m["train_pairs"] == sum(by_kind.values()) and m["train_pairs_dropped_too_long"] == 0
+    assert sum(m["generated_pairs_rejected_by_arm"].values()) == by_kind["generated"]
+    spot = m["blind_spot"]
+    assert spot["n"] > 0 and spot["source"] == "generated"  # the fake SFT stage wrote no oracle_val.json
+    assert {"zero_shot_rm_mean", "sft_rm_mean", "zero_shot_below_sft"} <= set(spot)
+    assert manifest["result"]["blind_spot_zero_shot_rm"] == spot["zero_shot_rm_mean"]
 
     ev = reward.load_eval_scores(run_copy)
     assert (len(ev["pairs"]), len(ev["real"]), len(ev["generated"])) == (m["n_pairs"], m["n_real"], m["n_generated"])
@@ -235,3 +249,80 @@ def test_precision_follows_the_profile(smoke_cfg, base, smoke_run):
     assert bf16.dtype == torch.float32 and not torch.equal(fp32, bf16)  # autocast really ran
     # bf16 keeps 8 significant bits; a score read at the wrong token moves by ~0.36, past this.
     torch.testing.assert_close(bf16, fp32, atol=score_tol(model, torch.bfloat16), rtol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# One truncation rule, and the generated pairs
+# --------------------------------------------------------------------------------------------
+def test_one_truncation_rule_cuts_the_cv_for_training_and_scoring_alike(smoke_cfg, smoke_run, tmp_path, base,
+                                                                        monkeypatch):
+    """A pair over reward.max_length: TRL keeps it (its CV cut, nothing else) and reads exactly the
+    token ids that scoring reads, through the one function scoring.fit_prompt."""
+    from girl_lib.stages.reward import pairs as reward_pairs
+    from girl_lib.world import SYSTEM_PROMPT
+
+    _, tok = base
+    row = max(reward.load_pairs(smoke_run / "data", "train"), key=lambda r: len(r["prompt"]))
+    full = {k: scoring.chat_ids(tok, row["prompt"], row[k]) for k in ("chosen", "rejected")}
+    longer = max(full, key=lambda k: len(full[k]))
+    max_length = len(full[longer]) - 25  # 25 tokens too long: the CV must lose at least that much
+    cfg = apply_overrides(smoke_cfg, {"reward.max_length": max_length})
+    assert reward_pairs.fit_prompt is scoring.fit_prompt  # the training rows use scoring's own function
+    calls = []
+    real_fit = scoring.fit_prompt
+
+    def spy(*a, **k):
+        calls.append(a[1])
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(scoring, "fit_prompt", spy)
+    monkeypatch.setattr(reward_pairs, "fit_prompt", spy)
+    ds, _ = reward.reward_datasets(smoke_run / "data", cfg, tok, extra=[{**row, "kind": "generated"}])
+    trainer = reward.make_trainer(cfg, scoring.load_base(cfg)[0], tok, ds.select([len(ds) - 1]), None, tmp_path / "t")
+    assert len(trainer.train_dataset) == 1  # kept, not dropped
+    assert row["prompt"] in calls  # the training row went through it
+    trained = trainer.train_dataset[0]
+    # Scoring the pair (as evaluate_pairs does) feeds the model exactly the ids TRL trained on.
+    fed = []
+    real_ids = scoring.fitted_chat_ids
+    monkeypatch.setattr(scoring, "fitted_chat_ids", lambda *a: fed.append(real_ids(*a)) or fed[-1])
+    model, _ = base
+    reward.evaluate_pairs(model, tok, [row], max_length=max_length)
+    assert fed == [trained["chosen_ids"], trained["rejected_ids"]]
+    # ... and so does scoring the longer JD alone with the raw prompt (score / score_prompts, PPO's path).
+    fed.clear()
+    scoring.score_prompts(model, tok, [row["prompt"]], [row[longer]], max_length=max_length)
+    assert fed == [trained[f"{longer}_ids"]]
+    assert len(trained[f"{longer}_ids"]) <= max_length
+    # What was cut: the end of the CV. The system prompt, the instruction and both JDs are whole.
+    fitted = reward.fitted_pair_prompt(tok, row, max_length)
+    assert row["prompt"].startswith(fitted) and len(fitted) < len(row["prompt"])
+    assert fitted.startswith(scoring.CV_HEADER)
+    text = tok.decode(trained["rejected_ids"])
+    assert SYSTEM_PROMPT in text and row["rejected"] in text
+    # A chat that fits is left alone.
+    assert scoring.fit_prompt(tok, row["prompt"], [row["chosen"]], 10_000) == row["prompt"]
+
+
+def test_generated_pairs_are_labelled_by_the_oracle(smoke_cfg, smoke_run):
+    from girl_lib.world import Oracle
+
+    oracle = Oracle(noise=smoke_cfg.data.recruiter_noise)
+    data = smoke_run / "data"
+    seekers = load_jsonl(data / "seekers.jsonl", "seekers")
+    real = reward.accepted_real_jds(data, {s["id"] for s in seekers}, oracle)
+    s0, s1 = [s for s in seekers if real[s["id"]]][:2]
+    good = real[s0["id"]][0]  # a JD the oracle accepts for s0, standing in for a good generation
+    assert oracle.score(s0, good).p_accept > 0.5
+    texts = {"zero_shot": ["Sure! Here is a great job for you.", "blah"], "sft": [good, "also not a JD"]}
+    pairs = reward.label_generated([s0, s1], texts, real, oracle, seed=0)
+    by = {(p["prompt"] == make_prompt(s0["cv_text"]), p["rejected_arm"]): p for p in pairs}
+    # s0: the zero-shot ramble loses to s0's own accepted SFT JD; the accepted SFT JD is no rejected side.
+    assert set(by) == {(True, "zero_shot"), (False, "zero_shot"), (False, "sft")}
+    assert by[True, "zero_shot"]["chosen"] == good and by[True, "zero_shot"]["chosen_source"] == "generated"
+    # s1: neither generation is acceptable: each loses to one of s1's accepted real JDs.
+    for arm in ("zero_shot", "sft"):
+        p = by[False, arm]
+        assert p["chosen_source"] == "real" and p["chosen"] in real[s1["id"]] and p["rejected"] == texts[arm][1]
+        assert not p["rejected_parse_ok"] or p["rejected_p_accept"] <= 0.5
+    assert all(p["kind"] == "generated" for p in pairs)

@@ -94,7 +94,10 @@ def test_sft_stage_writes_adapter_and_metrics(smoke_cfg, smoke_run):
     for arm in ("zero_shot", "sft"):
         assert len(comparison[arm]["texts"]) == n and comparison[arm]["report"]["n"] == n
         assert 0.0 <= comparison[arm]["report"]["parse_rate"] <= 1.0
-    assert set(metrics["oracle_val"]) == {"zero_shot", "sft"}
+    assert set(metrics["oracle_val"]) == {"zero_shot", "sft", "sft_vs_zero_shot"}
+    d = metrics["oracle_val"]["sft_vs_zero_shot"]["accept_rate"]  # paired: CI, n, exact McNemar p
+    assert d["n"] == n and d["test"] == "mcnemar_exact" and d["ci"][0] <= d["diff"] <= d["ci"][1]
+    assert comparison["sft"]["report"]["intervals"]["accept_rate"]["n"] == n
     val_ids = {r["seeker_id"] for r in sft.load_sft_rows(smoke_run / "data", "val")}
     assert set(comparison["seeker_ids"]) <= val_ids | {s["id"] for s in training.split_seekers(smoke_run / "data", 99)}
 

@@ -11,9 +11,9 @@ import pytest
 
 from girl_lib.config import resolve_profile
 from girl_lib.errors import DataError
-from girl_lib.world import (CV_STYLES, FILES, JD_STYLES, KINDS, MANIFEST, Oracle, ParsedJD,
-                            build_dataset, generate_world, is_complete, load_jsonl, load_taxonomy,
-                            make_prompt, parse_jd, render_jd, validate_dir, validate_path)
+from girl_lib.world import (CV_STYLES, FILES, JD_STYLES, KINDS, MANIFEST, build_dataset, draw,
+                            generate_world, is_complete, load_jsonl, load_split, load_taxonomy, make_prompt,
+                            Oracle, parse_jd, ParsedJD, render_jd, validate_dir, validate_path)
 from girl_lib.world.build import sample_config
 from girl_lib.world.taxonomy import LEVELS, level_from_text
 
@@ -311,7 +311,7 @@ def test_splits_keep_val_test_and_cold_seekers_and_cold_jobs_out_of_train(smoke_
     seekers = {s["id"]: s for s in read(smoke_dir, "seekers")}
     jobs = {j["id"]: j for j in read(smoke_dir, "jobs")}
     counts = Counter(s["split"] for s in seekers.values())
-    assert counts == {"train": 42, "val": 6, "test": 6, "cold": 6}
+    assert counts == {"train": 33, "val": 6, "test": 6, "match": 9, "cold": 6}
     cold_jobs = {j for j, r in jobs.items() if r["cold_start"]}
     assert len(cold_jobs) == 4
     for kind in ("applications", "sft", "rm_pairs", "sequences"):
@@ -325,6 +325,20 @@ def test_splits_keep_val_test_and_cold_seekers_and_cold_jobs_out_of_train(smoke_
                 assert not ids & cold_jobs  # cold jobs never reach train/val/test
     train_seekers = {r["seeker_id"] for r in read(smoke_dir, "sft") if r["split"] == "train"}
     assert all(seekers[s]["split"] == "train" for s in train_seekers)
+    # The matching model's seekers: no SFT or reward-model training row comes from them.
+    match = {s for s, r in seekers.items() if r["split"] == "match"}
+    for kind in ("sft", "rm_pairs"):
+        assert not match & {r["seeker_id"] for r in load_split(smoke_dir, kind, "train")}
+
+
+def test_subsets_are_seeded_random_draws_not_the_first_rows(smoke_dir):
+    rows = load_split(smoke_dir, "sft", "train")
+    drawn = load_split(smoke_dir, "sft", "train", limit=10, seed=0)
+    assert len(drawn) == 10 and drawn != rows[:10] and all(r in rows for r in drawn)
+    assert load_split(smoke_dir, "sft", "train", limit=10, seed=0) == drawn  # seeded
+    assert load_split(smoke_dir, "sft", "train", limit=10, seed=1) != drawn  # the seed matters
+    assert load_split(smoke_dir, "sft", "train", limit=4, seed=0) == drawn[:4]  # prefix-stable
+    assert draw(list(range(5)), None, "k") == draw(list(range(5)), -1, "k") and sorted(draw(list(range(5)), None, "k")) == [0, 1, 2, 3, 4]
 
 
 def test_sft_and_sequences_are_derived_from_applications(smoke_dir):
@@ -462,5 +476,122 @@ def test_load_split_partitions_the_file_and_respects_limit():
     parts = {s: load_split(data, "sft", s) for s in splits}
     assert sum(len(p) for p in parts.values()) == len(rows)
     assert all(r["split"] == s for s, p in parts.items() for r in p)
-    assert load_split(data, "sft", "train", 2) == parts["train"][:2]
+    two = load_split(data, "sft", "train", 2)
+    assert len(two) == 2 and all(r in parts["train"] for r in two)  # a draw from the split
     assert load_split(data, "sft", "train", 0) == parts["train"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation that means it: empty files, semantic checks, bounded inputs
+# ---------------------------------------------------------------------------------------------
+def test_empty_files_are_refused(tmp_path):
+    from girl_lib.world.io import check_path
+
+    empty = tmp_path / "one" / "jobs.jsonl"
+    empty.parent.mkdir()
+    for content in ("", "\n\n  \n"):  # nothing, or blank lines only
+        empty.write_text(content)
+        with pytest.raises(DataError) as err:
+            validate_path(empty)
+        assert str(err.value) == (f"{empty}: has no records (the file is empty); a jobs.jsonl file needs at least "
+                                  "one JSON object per line")
+    six = tmp_path / "six"
+    six.mkdir()
+    for kind in KINDS:
+        (six / FILES[kind]).write_text("")
+    with pytest.raises(DataError, match=r"seekers.jsonl: has no records"):
+        check_path(six)
+
+
+def test_single_file_validation_says_what_it_could_not_check():
+    from girl_lib.world.io import check_path
+
+    one = check_path(SAMPLES / "applications.jsonl")
+    assert one["counts"] == {"applications": validate_dir(SAMPLES)["applications"]}
+    assert len(one["not_checked"]) == 1 and one["not_checked"][0].startswith(
+        "that its seeker and job ids exist in seekers.jsonl / jobs.jsonl")
+    assert check_path(SAMPLES / "seekers.jsonl")["not_checked"] == []
+    assert check_path(SAMPLES)["not_checked"] == []
+
+
+def _first_line_changed(path: Path, fn) -> None:
+    _edit_record(path, 1, fn)
+
+
+SEMANTIC = {
+    "ts_banana": ("applications", lambda r: r.update(ts="banana"),
+                  "field 'ts' is 'banana', not an ISO-8601 time such as 2024-03-05T10:23:00Z"),
+    "negative_salary": ("jobs", lambda r: r.update(salary_min=-5), "field 'salary_min' is -5; it must be >= 0"),
+    "negative_expectation": ("seekers", lambda r: r.update(salary_expectation=-1),
+                             "field 'salary_expectation' is -1; it must be >= 0"),
+    "min_above_max": ("jobs", lambda r: r.update(salary_min=r["salary_max"] + 1),
+                      "field 'salary_min' is {min}, above salary_max {max}; the band must have min <= max"),
+    "empty_cv": ("seekers", lambda r: r.update(cv_text="  "), "field 'cv_text' must not be empty"),
+    "empty_completion": ("sft", lambda r: r.update(completion=""), "field 'completion' must not be empty"),
+    "chosen_is_rejected": ("rm_pairs", lambda r: r.update(rejected=r["chosen"]),
+                           "field 'rejected' is the same text as 'chosen'; a preference pair needs two different JDs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SEMANTIC))
+def test_semantic_checks_name_file_line_and_field(case, tmp_path):
+    kind, fn, message = SEMANTIC[case]
+    d = _copy(SAMPLES, tmp_path / "data")
+    _first_line_changed(d / FILES[kind], fn)
+    rec = json.loads((d / FILES[kind]).read_text().splitlines()[0])
+    message = message.format(min=rec.get("salary_min"), max=rec.get("salary_max"))
+    for check in (validate_dir, lambda _: validate_path(d / FILES[kind])):
+        with pytest.raises(DataError) as err:
+            check(d)
+        assert str(err.value) == f"{d / FILES[kind]}:1: {message}"
+
+
+def test_duplicate_json_keys_are_refused(tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"id": "j1", "jd_text": "Cloud engineer", "id": "j2"}\n')
+    with pytest.raises(DataError) as err:
+        load_jsonl(path)
+    assert str(err.value) == f"{path}:1: field 'id' appears twice in one JSON object; keep one"
+
+
+def test_deeply_nested_and_overlong_lines_are_refused(tmp_path, monkeypatch):
+    import girl_lib.world.io as world_io
+
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"id": "j1", "jd_text": "ok"}\n{"id": "j2", "jd_text": "x", "extra": ' + "[" * 50_000
+                    + "]" * 50_000 + "}\n")
+    with pytest.raises(DataError, match=r"jobs.jsonl:2: is nested too deeply"):
+        load_jsonl(path)
+    monkeypatch.setattr(world_io, "MAX_LINE_BYTES", 100)
+    path.write_text('{"id": "j1", "jd_text": "' + "x" * 200 + '"}\n')
+    with pytest.raises(DataError, match=r"jobs.jsonl:1: is longer than 100 bytes"):
+        load_jsonl(path)
+
+
+def test_missing_path_says_so():
+    for missing in (Path("no/such/seekers.jsonl"), Path("no-such-file.txt"), Path("no-such-folder")):
+        with pytest.raises(DataError) as err:
+            validate_path(missing)
+        assert str(err.value) == f"{missing}: not found; pass an existing .jsonl file or data folder"
+
+
+def test_long_texts_are_cut_to_the_limit_with_one_notice(tmp_path, capsys):
+    from girl_lib.world.io import MAX_TEXT_CHARS
+
+    path = tmp_path / "seekers.jsonl"
+    rows = [{"id": f"s{i}", "split": "train", "cv_text": ("word " * 200_000) if i else "short CV"} for i in range(3)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = load_jsonl(path)
+    assert [len(r["cv_text"]) for r in loaded] == [8, MAX_TEXT_CHARS, MAX_TEXT_CHARS] and MAX_TEXT_CHARS == 8000
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"[girl] note: {path}: 2 record(s) with a text longer than 8,000 characters (first: line 2, "
+                   "field 'cv_text'); cut to 8,000"]
+    rows[1]["id"] = "s" * 9000  # an id is not a text: too long is an error, not a cut
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"seekers.jsonl:2: field 'id' is 9,000 characters long; at most 8,000"):
+        load_jsonl(path)
+
+
+def test_generated_world_passes_every_new_check(smoke_dir):
+    counts = validate_dir(smoke_dir)
+    assert all(n > 0 for n in counts.values()) and set(counts) == set(KINDS)

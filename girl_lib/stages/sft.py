@@ -23,13 +23,14 @@ import math
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..config import Profile
 from ..errors import GirlError
 from ..generators import load_sft_model
 from ..models import load_causal_lm
-from ..oracle_eval import oracle_report
+from ..oracle_eval import compare_reports, oracle_report
 from ..rundir import ADAPTER, atomic_write_json, require_complete
 from ..seeding import set_seed
 from ..textgen import generate_from_config
@@ -41,17 +42,17 @@ from ..world import SYSTEM_PROMPT, load_split, make_prompt
 # --------------------------------------------------------------------------------------------
 
 
-def load_sft_rows(data_dir: Path, split: str, limit: int | None = None) -> list[dict]:
-    """The validated records of ``sft.jsonl`` for one split, in file order, at most ``limit``."""
-    return load_split(data_dir, "sft", split, limit)
+def load_sft_rows(data_dir: Path, split: str, limit: int | None = None, seed: int = 0) -> list[dict]:
+    """The validated records of ``sft.jsonl`` for one split: all, or a seeded random draw of ``limit``."""
+    return load_split(data_dir, "sft", split, limit, seed=seed)
 
 
 def sft_datasets(data_dir: Path, cfg: Profile):
     """(train, val) ``datasets.Dataset`` objects in conversational prompt/completion form."""
     from datasets import Dataset
 
-    train = load_sft_rows(data_dir, "train", cfg.sft.max_train_examples)
-    val = load_sft_rows(data_dir, "val", cfg.sft.max_eval_examples)
+    train = load_sft_rows(data_dir, "train", cfg.sft.max_train_examples, seed=cfg.seed)
+    val = load_sft_rows(data_dir, "val", cfg.sft.max_eval_examples, seed=cfg.seed)
     if not train:
         raise GirlError(f"{Path(data_dir) / 'sft.jsonl'} has no train rows; rebuild the data with 'girl data --force'")
     chat = lambda rows: Dataset.from_list([to_chat(r["prompt"], r["completion"]) for r in rows])  # noqa: E731
@@ -146,9 +147,12 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
     """``girl sft``: train, compare with the zero-shot base through the oracle, save both."""
     m = train(cfg, run_dir)
     out = Path(run_dir) / "sft"
-    comparison = compare_with_zero_shot(cfg, run_dir, n_seekers=cfg.sft.oracle_eval_seekers)
+    comparison = compare_with_zero_shot(cfg, run_dir, n_seekers=cfg.sft.oracle_eval_seekers,
+                                        n_zero_shot=cfg.sft.zero_shot_seekers)
     atomic_write_json(out / "oracle_val.json", comparison)
-    m["oracle_val"] = {arm: comparison[arm]["report"] for arm in ("zero_shot", "sft")}
+    m["oracle_val"] = {arm: {k: v for k, v in comparison[arm]["report"].items() if k != "outcomes"}
+                       for arm in ("zero_shot", "sft")}
+    m["oracle_val"]["sft_vs_zero_shot"] = comparison["sft_vs_zero_shot"]
     m["generation_tokens_per_second"] = comparison["sft"]["tokens_per_second"]
     atomic_write_json(out / "metrics.json", m)
     head = {k: m[k] for k in ("train_examples", "global_steps", "train_seconds", "train_tokens_per_second",
@@ -164,30 +168,33 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def compare_with_zero_shot(cfg: Profile, run_dir: Path, n_seekers: int, model=None, tokenizer=None) -> dict:
-    """Greedy JDs for ``n_seekers`` held-out seekers from the base model and from the SFT model.
+def compare_with_zero_shot(cfg: Profile, run_dir: Path, n_seekers: int, model=None, tokenizer=None,
+                           n_zero_shot: int | None = None) -> dict:
+    """Greedy JDs of the SFT model for ``n_seekers`` held-out seekers, and of the base model for the
+    first ``n_zero_shot`` of them (all by default).
 
-    The base model is the SFT model with its adapter disabled (``disable_adapter()``): the same
-    weights the PPO stage will use as its reference. Returns, per arm, the texts, the oracle's
-    report (:func:`girl_lib.oracle_eval.oracle_report`) and generation speed.
+    The base model is the SFT model with its adapter disabled (``disable_adapter()``). Returns,
+    per arm, the texts, the oracle's report (:func:`girl_lib.oracle_eval.oracle_report`, every
+    rate with its Wilson interval) and generation speed; ``sft_vs_zero_shot`` holds the paired
+    differences on the seekers both arms wrote for. The zero-shot model rambles to the token
+    limit, so it is the expensive arm: the evaluation stage compares it properly on test seekers.
     """
     if model is None:
         model, tokenizer = load_sft_model(cfg, run_dir)
-    seekers = split_seekers(Path(run_dir) / "data", n_seekers)
-    prompts = [make_prompt(s["cv_text"]) for s in seekers]
+    seekers = split_seekers(Path(run_dir) / "data", n_seekers, seed=cfg.seed)
+    n0 = len(seekers) if n_zero_shot is None else min(n_zero_shot, len(seekers))
     result: dict = {"seeker_ids": [s["id"] for s in seekers]}
-    for arm in ("zero_shot", "sft"):
-        if arm == "zero_shot":
-            with model.disable_adapter():
-                out = generate_from_config(model, tokenizer, prompts, cfg.generation, system_prompt=SYSTEM_PROMPT,
-                                           progress=True)
-        else:
+    for arm, arm_seekers in (("zero_shot", seekers[:n0]), ("sft", seekers)):
+        prompts = [make_prompt(s["cv_text"]) for s in arm_seekers]
+        with (model.disable_adapter() if arm == "zero_shot" else nullcontext()):
             out = generate_from_config(model, tokenizer, prompts, cfg.generation, system_prompt=SYSTEM_PROMPT,
                                        progress=True)
         result[arm] = {"texts": out.texts, "finished": out.finished, "num_tokens": out.num_tokens,
                        "tokens_per_second": round(out.tokens_per_second, 1),
                        "eos_rate": sum(out.finished) / max(1, len(out.finished)),
-                       "report": oracle_report(seekers, out.texts)}
+                       "report": oracle_report(arm_seekers, out.texts)}
+    sft_prefix = oracle_report(seekers[:n0], result["sft"]["texts"][:n0])
+    result["sft_vs_zero_shot"] = compare_reports(sft_prefix, result["zero_shot"]["report"], seed=cfg.seed)
     return result
 
 

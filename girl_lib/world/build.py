@@ -31,7 +31,8 @@ from ..config import DataConfig, resolve_profile
 from ..rundir import atomic_write_text
 from .generate import World, generate_world
 from .io import FILES, KINDS, MANIFEST, dumps, sha256_file, write_jsonl
-from .text import ParsedJD, make_prompt
+from .parse import ParsedJD
+from .text import make_prompt
 
 FORMAT_VERSION = 1
 MAX_FEEDBACK_PAIRS = 3  # per seeker

@@ -8,7 +8,7 @@ seed with a string, which Python hashes with SHA-512: identical on every machine
    occupation's core, 1-3 nice-to-have skills, a city or remote, a salary band (group x level,
    +-5%), a Faker company, and a JD in one of the JD styles. A share of jobs
    (``cold_start_fraction``) is held out as *cold-start* jobs.
-2. **Seekers.** A split (train/val/test/cold), an occupation drawn from the jobs they can see
+2. **Seekers.** A split (train/val/test/match/cold), an occupation drawn from the jobs they can see
    (cold seekers see only cold jobs, everyone else only the others), a level, years of
    experience consistent with it, education, true skills (most of their occupation's core, a
    few other skills of it, sometimes one or two from a related occupation), a city, whether they
@@ -32,12 +32,13 @@ from faker import Faker
 from ..config import DataConfig
 from ..errors import GirlError
 from .oracle import Oracle
+from .parse import ParsedJD
 from .taxonomy import (CITIES, CITY_LOCALES, CITY_WEIGHTS, EDUCATION, FIELDS_OF_STUDY, GROUP_DEMAND,
                        GROUP_SALARY, LEVEL_INDEX, LEVEL_SALARY_FACTOR, LEVEL_WEIGHTS, LEVELS, YEARS, Taxonomy,
                        load_taxonomy, salary_band)
-from .text import CV_STYLES, JD_STYLES, ParsedJD, level_title, render_cv, render_jd
+from .text import CV_STYLES, JD_STYLES, level_title, render_cv, render_jd
 
-SPLITS = ("train", "val", "test", "cold")
+SPLITS = ("train", "val", "test", "match", "cold")
 EDUCATION_WEIGHTS = (0.15, 0.5, 0.3, 0.05)
 CORE_SKILL_PROB = {"junior": 0.85, "mid": 0.9, "senior": 0.95, "lead": 0.97}
 MUST_HAVE_COUNTS, MUST_HAVE_WEIGHTS = (2, 3, 4), (0.5, 0.35, 0.15)
@@ -203,10 +204,11 @@ def generate_jobs(cfg: DataConfig, tax: Taxonomy) -> list[dict]:
 def _split_labels(cfg: DataConfig, n: int, have_cold_jobs: bool, rng: random.Random) -> list[str]:
     n_cold = _count(n, cfg.cold_start_fraction) if have_cold_jobs else 0
     n_test, n_val = _count(n, cfg.test_fraction), _count(n, cfg.val_fraction)
-    n_train = n - n_cold - n_test - n_val
+    n_match = _count(n, cfg.match_fraction)
+    n_train = n - n_cold - n_test - n_val - n_match
     if n_train < 1:
         raise GirlError(f"data.n_seekers={n} leaves no training seekers; raise it or lower the split fractions")
-    labels = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test + ["cold"] * n_cold
+    labels = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test + ["match"] * n_match + ["cold"] * n_cold
     rng.shuffle(labels)
     return labels
 

@@ -39,8 +39,8 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from .parse import ParsedJD, parse_jd
 from .taxonomy import LEVEL_INDEX, Taxonomy, load_taxonomy, norm
-from .text import ParsedJD, parse_jd
 
 UNKNOWN = 0.45  # factor for a field the JD does not state
 DEFAULT_NOISE = 0.05

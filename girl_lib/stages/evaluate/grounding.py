@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from ...metrics.ranking import hit_rate_at_k_multi, ndcg_at_k_multi
+from ...stats import cluster_bootstrap, rate
 
 
 def top_k(query_emb: np.ndarray, item_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,21 +38,31 @@ def relevant_jobs(seekers: Sequence[dict], jobs: Sequence[dict], oracle) -> list
     return [{j["id"] for j in jobs if oracle.accepts(s, j)} for s in seekers]
 
 
-def ranking_scores(ranked_ids: Sequence[Sequence[str]], relevant: Sequence[set], k: int) -> dict:
-    """HR@K and NDCG@K over the seekers that have at least one relevant posting."""
+def ranking_scores(ranked_ids: Sequence[Sequence[str]], relevant: Sequence[set], k: int, seed: int = 0) -> dict:
+    """HR@K and NDCG@K over the seekers that have at least one relevant posting, with 95 % intervals
+    (HR@K: Wilson over seekers; NDCG@K: bootstrap over seekers)."""
     keep = [i for i, rel in enumerate(relevant) if rel]
     ranked = [ranked_ids[i] for i in keep]
     rel = [relevant[i] for i in keep]
-    return {f"hr@{k}": hit_rate_at_k_multi(ranked, rel, k) if keep else None,
-            f"ndcg@{k}": ndcg_at_k_multi(ranked, rel, k) if keep else None,
-            "n": len(keep), "n_without_relevant": len(relevant) - len(keep)}
+    out = {f"hr@{k}": hit_rate_at_k_multi(ranked, rel, k) if keep else None,
+           f"ndcg@{k}": ndcg_at_k_multi(ranked, rel, k) if keep else None,
+           "n": len(keep), "n_without_relevant": len(relevant) - len(keep)}
+    hits = [int(hit_rate_at_k_multi([r], [x], k)) for r, x in zip(ranked, rel)]
+    ndcg = np.array([ndcg_at_k_multi([r], [x], k) for r, x in zip(ranked, rel)])
+    out["intervals"] = {f"hr@{k}": rate(sum(hits), len(hits)),
+                        f"ndcg@{k}": cluster_bootstrap(lambda i: float(ndcg[i].mean()), np.arange(len(ndcg)), seed=seed)}
+    return out
 
 
 def evaluate_grounding(queries: dict[str, np.ndarray], job_emb: np.ndarray, job_ids: Sequence[str],
                        relevant: Sequence[set], k: int) -> dict:
-    """``{query source: ranking_scores}`` for each source (``cv``, an arm's generated JDs, ...)."""
+    """``{query source: ranking_scores}`` for each source (``cv``, an arm's generated JDs, ...).
+
+    A source with fewer rows than ``relevant`` (an arm that wrote for a prefix of the seekers) is
+    scored on that prefix.
+    """
     out = {}
     for name, emb in queries.items():
         idx, _ = top_k(emb, job_emb, k)
-        out[name] = ranking_scores([[job_ids[i] for i in row] for row in idx], relevant, k)
+        out[name] = ranking_scores([[job_ids[i] for i in row] for row in idx], relevant[:len(emb)], k)
     return out

@@ -4,8 +4,10 @@ The paper asked an LLM which of two JDs written for the same CV is better on **l
 detail**, **relevance** and **conciseness**, and reported win / tie / lose rates of its model
 against each baseline. This module keeps that protocol and offers two judges:
 
-* :class:`RubricJudge` (default) — deterministic and explained, built on the world's oracle,
-  which knows the seeker's latent truth:
+* :class:`RubricJudge` (default) — deterministic and explained. Two of its dimensions come from
+  the world's oracle, which knows the seeker's latent truth, so they are **not independent of
+  the kit**: its ``relevance`` *is* the oracle's verdict, the same quantity PPO's reward model
+  was trained to imitate. The fourth dimension uses no oracle at all:
 
   ============== ==================================================================== ========
   dimension      score of one JD, in [0, 1]                                           source
@@ -17,6 +19,10 @@ against each baseline. This module keeps that protocol and offers two judges:
                  person *and* the person wants the job
   conciseness    ``min(1, W / words) x distinct-2``: full marks up to ``W`` words     text
                  (``eval.judge_concise_words``), less beyond; repeated phrases cost
+  similarity     cosine of the JD's embedding with the mean embedding of the real     embedder
+                 postings whose recruiter accepted this seeker (all-MiniLM-L6-v2, a
+                 model no stage trained; no oracle involved); ties when the seeker has
+                 no accepted posting
   ============== ==================================================================== ========
 
   On each dimension the higher score wins; a difference of at most ``eval.judge_tie_margin``
@@ -32,6 +38,8 @@ zero a *tie* (so one win and one tie is a win; a win in one order and a loss in 
 tie: the judge only preferred the first position). Swapping A and B swaps wins and losses
 exactly. ``advantage = win - lose`` in [-1, 1]; ``order_agreement`` is the share of pairs on
 which both orders gave the same verdict (always 1 for the rubric judge, which cannot see order).
+Each rate carries its Wilson interval, and ``advantage`` its paired interval and the exact
+McNemar (sign) test of wins against losses, over the judged seekers.
 """
 from __future__ import annotations
 
@@ -43,9 +51,11 @@ import urllib.request
 from typing import Callable, Sequence
 
 from ...errors import GirlError
+from ...stats import paired_difference, rate
 from ...world import Oracle
 
-DIMENSIONS = ("detail", "relevance", "conciseness")
+DIMENSIONS = ("detail", "relevance", "conciseness")  # the paper's three
+ORACLE_FREE = "similarity"  # the rubric's fourth dimension, computed without the oracle
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,10 +72,13 @@ class RubricJudge:
     """Scores each JD on the three dimensions (see the module docstring) and compares the scores."""
     name = "rubric"
 
-    def __init__(self, oracle=None, tie_margin: float = 0.05, concise_words: int = 90):
+    def __init__(self, oracle=None, tie_margin: float = 0.05, concise_words: int = 90,
+                 similarity: Callable[[dict, str], float | None] | None = None):
         self.oracle = oracle or Oracle()
         self.tie_margin = tie_margin
         self.concise_words = concise_words
+        self.similarity = similarity  # (seeker, jd) -> cosine to the seeker's accepted postings, or None
+        self.dimensions = DIMENSIONS + ((ORACLE_FREE,) if similarity is not None else ())
 
     def explain(self, seeker: dict, jd: str) -> dict:
         """The three scores of one JD for one seeker, with the figures they come from."""
@@ -77,19 +90,25 @@ class RubricJudge:
                   "nice_to_have": bool(p.nice_to_have)}
         words = len(jd.split())
         d2 = distinct_2_in(jd)
-        return {
+        out = {
             "detail": sum(stated.values()) / len(stated),
             "relevance": sc.p_accept * sc.seeker_interest,
             "conciseness": min(1.0, self.concise_words / max(words, 1)) * d2,
             "why": {"stated": stated, "p_accept": round(sc.p_accept, 3),
                     "seeker_interest": round(sc.seeker_interest, 3), "words": words, "distinct_2": round(d2, 3)},
         }
+        if self.similarity is not None:
+            out[ORACLE_FREE] = self.similarity(seeker, jd)
+        return out
 
     def __call__(self, seeker: dict, first: str, second: str) -> dict[str, int]:
         """+1 where ``first`` is better, -1 where ``second`` is, 0 for a tie, per dimension."""
         a, b = self.explain(seeker, first), self.explain(seeker, second)
         out = {}
-        for dim in DIMENSIONS:
+        for dim in self.dimensions:
+            if a[dim] is None or b[dim] is None:  # nothing to compare with (no accepted posting)
+                out[dim] = 0
+                continue
             diff = a[dim] - b[dim]
             out[dim] = 0 if abs(diff) <= self.tie_margin else (1 if diff > 0 else -1)
         return out
@@ -188,12 +207,14 @@ class EndpointJudge:
         return verdict
 
 
-def make_judge(eval_cfg, oracle=None):
-    """The judge the profile asks for: the endpoint when ``eval.judge_url`` is set, else the rubric."""
+def make_judge(eval_cfg, oracle=None, similarity=None):
+    """The judge the profile asks for: the endpoint when ``eval.judge_url`` is set, else the rubric
+    (with the oracle-free ``similarity`` dimension when a ``similarity(seeker, jd)`` is given)."""
     if eval_cfg.judge_url:
         return EndpointJudge(eval_cfg.judge_url, eval_cfg.judge_model, eval_cfg.judge_api_key_env,
                              eval_cfg.judge_timeout_s)
-    return RubricJudge(oracle, tie_margin=eval_cfg.judge_tie_margin, concise_words=eval_cfg.judge_concise_words)
+    return RubricJudge(oracle, tie_margin=eval_cfg.judge_tie_margin, concise_words=eval_cfg.judge_concise_words,
+                       similarity=similarity)
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,25 +224,33 @@ def compare(judge: Callable[[dict, str, str], dict[str, int]], seekers: Sequence
             texts_a: Sequence[str], texts_b: Sequence[str]) -> dict:
     """Judge A against B for every seeker, in both orders; rates per dimension.
 
-    Returns ``{dim: {"win", "tie", "lose", "advantage", "order_agreement"}, "n": pairs}``, the
-    rates from A's point of view (see the module docstring for how two orders combine).
+    Returns ``{dim: {"win", "tie", "lose", "advantage", "order_agreement", "win_ci", "lose_ci",
+    "advantage_test"}, "n": pairs}``, the rates from A's point of view (see the module docstring
+    for how two orders combine); ``advantage_test`` is the paired difference of win and loss
+    indicators over seekers (its interval, n and the exact McNemar p-value).
     """
     if not (len(seekers) == len(texts_a) == len(texts_b)):
         raise ValueError(f"{len(seekers)} seekers, {len(texts_a)} A texts, {len(texts_b)} B texts")
-    counts = {dim: {"win": 0, "tie": 0, "lose": 0, "agree": 0} for dim in DIMENSIONS}
+    dims = getattr(judge, "dimensions", DIMENSIONS)
+    totals = {dim: [] for dim in dims}
+    agree = {dim: 0 for dim in dims}
     for seeker, a, b in zip(seekers, texts_a, texts_b):
         a_first = judge(seeker, a, b)
         b_first = judge(seeker, b, a)
-        for dim in DIMENSIONS:
+        for dim in dims:
             v1, v2 = a_first[dim], -b_first[dim]  # both from A's point of view
-            total = v1 + v2
-            counts[dim]["win" if total > 0 else "lose" if total < 0 else "tie"] += 1
-            counts[dim]["agree"] += v1 == v2
+            totals[dim].append(v1 + v2)
+            agree[dim] += v1 == v2
     n = len(seekers)
     out: dict = {"n": n}
-    for dim, c in counts.items():
-        rates = {k: (c[k] / n if n else 0.0) for k in ("win", "tie", "lose")}
+    for dim in dims:
+        t = totals[dim]
+        win, lose = [int(x > 0) for x in t], [int(x < 0) for x in t]
+        rates = {"win": sum(win) / n if n else 0.0, "lose": sum(lose) / n if n else 0.0}
+        rates["tie"] = (n - sum(win) - sum(lose)) / n if n else 0.0
         rates["advantage"] = rates["win"] - rates["lose"]
-        rates["order_agreement"] = c["agree"] / n if n else 0.0
+        rates["order_agreement"] = agree[dim] / n if n else 0.0
+        rates["win_ci"], rates["lose_ci"] = rate(sum(win), n)["ci"], rate(sum(lose), n)["ci"]
+        rates["advantage_test"] = paired_difference(win, lose)
         out[dim] = rates
     return out

@@ -28,10 +28,14 @@ and the job side ``e(JD_j)`` in both. Two models:
   held-out 20% of the training seekers; the pair features standardised with the training statistics). The towers are what a production recommender would
   precompute and index; the pair features let it start from plain similarity.
 
-**Seeds.** Each of ``eval.matching_seeds`` runs draws a bootstrap resample of the training
-applications (and initialises the MLP); with and without generated features use the *same*
-resample, so the gain is a paired difference. Reported: mean ± std over seeds of AUC and
-LogLoss on each test split.
+**Who trains it.** The matching model trains on the applications of the world's ``match``
+seekers, whom no SFT, reward-model or RL example comes from: the generated-JD features are
+out-of-sample for its training rows exactly as for its test rows.
+
+**Uncertainty.** Each model is trained ``eval.matching_seeds`` times (seeds differ) and the
+predictions averaged. AUC and LogLoss carry 95 % intervals from a bootstrap over test seekers
+(all applications of a seeker move together), and the gain from the generated features is a
+paired difference on the same resampled seekers, with its bootstrap p-value.
 """
 from __future__ import annotations
 
@@ -42,7 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...metrics.scores import binary_auc, log_loss
+from ...metrics.scores import pairwise_auc
+from ...stats import cluster_bootstrap
 
 FEATURE_SETS = ("cv", "cv+generated")
 MODELS = ("logistic", "two_tower")
@@ -165,16 +170,55 @@ def fit_predict_two_tower(train: dict, tests: dict[str, dict], seed: int, hidden
         return {k: torch.sigmoid(model(*inputs(f))).numpy() for k, f in tests.items()}
 
 
-def _scores(y: np.ndarray, prob: np.ndarray) -> dict:
-    auc = binary_auc(y, prob) if len(np.unique(y)) == 2 else None
-    return {"auc": auc, "logloss": log_loss(y, prob) if len(y) else None}
+# The bootstrap calls these tens of thousands of times: plain numpy (the same numbers as
+# metrics.binary_auc / metrics.log_loss, which validate their input through scikit-learn).
+def _auc(y: np.ndarray, prob: np.ndarray) -> float | None:
+    pos, neg = prob[y == 1], prob[y == 0]
+    return pairwise_auc(pos, neg) if len(pos) and len(neg) else None
 
 
-def _mean_std(values: list) -> tuple[float | None, float | None]:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None, None
-    return float(np.mean(vals)), float(np.std(vals))
+def _logloss(y: np.ndarray, prob: np.ndarray, eps: float = 1e-7) -> float | None:
+    p = np.clip(prob, eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else None
+
+
+def ensemble_predictions(model: str, train: dict, tests: dict[str, dict], seeds: int, hidden: int, epochs: int,
+                         lr: float, weight_decay: float) -> dict[str, np.ndarray]:
+    """The mean predicted probability of ``seeds`` models that differ only in their seed.
+
+    Averaging removes most of the training noise (initialisation, the early-stopping split), so
+    what the intervals below measure is the test seekers' sampling, not one unlucky run.
+    """
+    runs = []
+    for seed in range(seeds):
+        if model == "logistic":
+            runs.append(fit_predict_logistic(train, tests, seed))
+        else:
+            runs.append(fit_predict_two_tower(train, tests, seed, hidden, epochs, lr, weight_decay))
+    return {s: np.mean([r[s] for r in runs], axis=0) for s in tests}
+
+
+def score_with_intervals(y: np.ndarray, seeker: np.ndarray, with_: np.ndarray, without: np.ndarray,
+                         seed: int = 0) -> dict:
+    """AUC and LogLoss of both feature sets and their gain, bootstrapped over seekers.
+
+    A seeker's applications are resampled together (:func:`girl_lib.stats.cluster_bootstrap`);
+    the gain (with minus without) is computed on the same resampled seekers, so its interval and
+    bootstrap p-value are paired.
+    """
+    out: dict = {"cv": {}, "cv+generated": {}, "gain": {}}
+    for name, fn in (("auc", _auc), ("logloss", _logloss)):
+        out["cv"][name] = cluster_bootstrap(lambda i: fn(y[i], without[i]), seeker, seed=seed)
+        out["cv+generated"][name] = cluster_bootstrap(lambda i: fn(y[i], with_[i]), seeker, seed=seed)
+
+        def gain(i, fn=fn):
+            a, b = fn(y[i], with_[i]), fn(y[i], without[i])
+            return None if a is None or b is None else a - b
+
+        g = cluster_bootstrap(gain, seeker, seed=seed, null=0.0)
+        out["gain"][name] = {"diff": g["value"], "ci": g["ci"], "p_value": g["p_value"], "n": g["n_groups"],
+                             "test": "bootstrap"}
+    return out
 
 
 def run_matching(train_rows: Sequence[dict], test_rows: dict[str, Sequence[dict]], cv_emb: dict, jd_emb: dict,
@@ -184,47 +228,44 @@ def run_matching(train_rows: Sequence[dict], test_rows: dict[str, Sequence[dict]
 
     ``test_rows`` maps a split name (``test``, ``cold``) to its applications. Returns::
 
-        {model: {feature_set: {split: {auc_mean, auc_std, logloss_mean, logloss_std}}},
-         "gain": {model: {split: {auc_mean, auc_std, logloss_mean, logloss_std}}},   # with - without, paired
-         "n": {"train": .., split: ..}, "positive_rate": {...}}
+        {model: {feature_set: {split: {"auc": {value, ci, n_groups}, "logloss": {...}}}},
+         "gain": {model: {split: {"auc": {diff, ci, p_value, n}, "logloss": {...}}}},   # with - without
+         "cold_minus_test": {model: {diff, ci, p_value}},   # the AUC gain in cold start minus on test
+         "n": {"train": .., split: ..}, "seekers": {...}, "positive_rate": {...}}
     """
     feats = {fs: {"train": build_features(train_rows, cv_emb, jd_emb, gen_emb if fs != "cv" else None),
                   **{s: build_features(r, cv_emb, jd_emb, gen_emb if fs != "cv" else None)
                      for s, r in test_rows.items()}} for fs in FEATURE_SETS}
-    n_train = len(train_rows)
-    per_seed = {m: {fs: {s: [] for s in test_rows} for fs in FEATURE_SETS} for m in models}
-    for seed in range(seeds):
-        boot = np.random.default_rng(seed).integers(0, n_train, size=n_train)  # the same resample for both feature sets
-        for m in models:
-            for fs in FEATURE_SETS:
-                train = _select(feats[fs]["train"], boot)
-                tests = {s: feats[fs][s] for s in test_rows}
-                if m == "logistic":
-                    probs = fit_predict_logistic(train, tests, seed)
-                else:
-                    probs = fit_predict_two_tower(train, tests, seed, hidden, epochs, lr, weight_decay)
-                for s in test_rows:
-                    per_seed[m][fs][s].append(_scores(tests[s]["y"], probs[s]))
-    out: dict = {"n": {"train": n_train, **{s: len(r) for s, r in test_rows.items()}},
-                 "positive_rate": {"train": float(np.mean([r["accepted"] for r in train_rows])) if n_train else None,
-                                   **{s: (float(np.mean([x["accepted"] for x in r])) if r else None)
-                                      for s, r in test_rows.items()}},
-                 "seeds": seeds, "gain": {}}
+    out: dict = {"n": {"train": len(train_rows), **{s: len(r) for s, r in test_rows.items()}},
+                 "positive_rate": {s: (float(np.mean([x["accepted"] for x in r])) if r else None)
+                                   for s, r in {"train": train_rows, **test_rows}.items()},
+                 "seeds": seeds, "gain": {}, "cold_minus_test": {}}
     for m in models:
-        out[m] = {}
+        probs = {fs: ensemble_predictions(m, feats[fs]["train"], {s: feats[fs][s] for s in test_rows}, seeds,
+                                          hidden, epochs, lr, weight_decay) for fs in FEATURE_SETS}
+        out[m] = {fs: {} for fs in FEATURE_SETS}
         out["gain"][m] = {}
-        for fs in FEATURE_SETS:
-            out[m][fs] = {}
-            for s in test_rows:
-                runs = per_seed[m][fs][s]
-                auc_m, auc_s = _mean_std([r["auc"] for r in runs])
-                ll_m, ll_s = _mean_std([r["logloss"] for r in runs])
-                out[m][fs][s] = {"auc_mean": auc_m, "auc_std": auc_s, "logloss_mean": ll_m, "logloss_std": ll_s}
         for s in test_rows:
-            with_, without = per_seed[m]["cv+generated"][s], per_seed[m]["cv"][s]
-            d_auc = [a["auc"] - b["auc"] for a, b in zip(with_, without) if a["auc"] is not None and b["auc"] is not None]
-            d_ll = [a["logloss"] - b["logloss"] for a, b in zip(with_, without) if a["logloss"] is not None]
-            auc_m, auc_s = _mean_std(d_auc)
-            ll_m, ll_s = _mean_std(d_ll)
-            out["gain"][m][s] = {"auc_mean": auc_m, "auc_std": auc_s, "logloss_mean": ll_m, "logloss_std": ll_s}
+            f = feats["cv"][s]
+            scored = score_with_intervals(f["y"], f["seeker"], probs["cv+generated"][s], probs["cv"][s])
+            for fs in FEATURE_SETS:
+                out[m][fs][s] = scored[fs]
+            out["gain"][m][s] = scored["gain"]
+        if {"test", "cold"} <= set(test_rows):
+            out["cold_minus_test"][m] = _cold_minus_test(feats["cv"], probs)
     return out
+
+
+def _cold_minus_test(feats: dict, probs: dict) -> dict:
+    """The AUC gain on cold-start seekers minus the gain on test seekers: two independent samples."""
+    def gain(split, i):
+        y = feats[split]["y"][i]
+        a, b = _auc(y, probs["cv+generated"][split][i]), _auc(y, probs["cv"][split][i])
+        return None if a is None or b is None else a - b
+
+    def diff(i_test, i_cold):
+        gt, gc = gain("test", i_test), gain("cold", i_cold)
+        return None if gt is None or gc is None else gc - gt
+
+    r = cluster_bootstrap(diff, feats["test"]["seeker"], feats["cold"]["seeker"], null=0.0)
+    return {"diff": r["value"], "ci": r["ci"], "p_value": r["p_value"], "n": r["n_groups"], "test": "bootstrap"}

@@ -8,6 +8,7 @@ from typing import Sequence
 from ... import plots
 from ...generators import LABELS
 from ...rundir import STAGE_FOLDERS
+from ...stats import fmt_diff, fmt_rate, fmt_value
 
 FOLDER = STAGE_FOLDERS["evaluate"]
 
@@ -33,7 +34,7 @@ def save_plots(metrics: dict, out: Path) -> dict[str, Path]:
                                       ("parse_rate", "accept_rate", "seeker_interest", "two_sided_rate",
                                        "skill_precision", "skill_recall", "hallucinated_skill_rate"),
                                       title="generation quality on test seekers (oracle)").figure,
-        "judge": plots.judge_bars(metrics["judge"]["comparisons"]).figure,
+        "judge": plots.judge_bars(metrics["judge"]["comparisons"], dims=_judge_dims(metrics)).figure,
         "grounding": plots.grounding_bars(metrics["grounding"]).figure,
     }
     if "gain" in metrics["matching"]:
@@ -46,25 +47,52 @@ def save_plots(metrics: dict, out: Path) -> dict[str, Path]:
     return paths
 
 
+def _judge_dims(metrics: dict) -> tuple[str, ...]:
+    first = next(iter(metrics["judge"]["comparisons"].values()), {})
+    return tuple(d for d in first if isinstance(first[d], dict) and "win" in first[d])
+
+
 def _f(x, digits: int = 3) -> str:
     return "–" if x is None else (f"{x:.{digits}f}" if isinstance(x, float) else str(x))
 
 
+def _cell(row: dict, key: str) -> str:
+    """A rate with its Wilson interval where the row has one (``20.0 % [12.1, 31.2]``), else the value."""
+    if key in row.get("intervals", {}):
+        return fmt_rate(row["intervals"][key])
+    return _f(row.get(key))
+
+
 def quality_markdown(metrics: dict, keys: Sequence[str] = QUALITY_KEYS) -> list[str]:
     arms = [a for a in metrics["arms"] if a in metrics["quality"]]
-    lines = ["| metric | " + " | ".join(LABELS[a] for a in arms) + " |", "|---|" + "---:|" * len(arms)]
+    n = metrics["quality"][arms[0]].get("n") if arms else 0
+    lines = [f"| metric (n = {n} test seekers) | " + " | ".join(LABELS[a] for a in arms) + " |",
+             "|---|" + "---:|" * len(arms)]
     for k in keys:
-        lines.append(f"| {k} | " + " | ".join(_f(metrics["quality"][a].get(k)) for a in arms) + " |")
+        lines.append(f"| {k} | " + " | ".join(_cell(metrics["quality"][a], k) for a in arms) + " |")
+    return lines
+
+
+def paired_markdown(metrics: dict, keys: Sequence[str] = ("accept_rate", "two_sided_rate", "parse_rate",
+                                                        "seeker_interest")) -> list[str]:
+    """Every later arm minus every earlier one on the same test seekers: difference, 95 % CI, n, p."""
+    lines = ["| A − B | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for c in metrics.get("paired", {}).values():
+        cells = [fmt_diff(c[k], percent=k.endswith("_rate")) for k in keys if k in c]
+        lines.append(f"| {LABELS[c['a']]} − {LABELS[c['b']]} | " + " | ".join(cells) + " |")
     return lines
 
 
 def judge_markdown(metrics: dict) -> list[str]:
-    lines = ["| A vs B | dimension | win | tie | lose | advantage |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| A vs B | dimension | win [95 % CI] | tie | lose [95 % CI] | advantage (paired CI, n, p) |",
+             "|---|---|---:|---:|---:|---|"]
     for c in metrics["judge"]["comparisons"].values():
-        for dim in ("detail", "relevance", "conciseness"):
+        for dim in [d for d in c if isinstance(c[d], dict) and "win" in c[d]]:
             r = c[dim]
-            lines.append(f"| {LABELS[c['a']]} vs {LABELS[c['b']]} | {dim} | {r['win']:.2f} | {r['tie']:.2f} | "
-                         f"{r['lose']:.2f} | {r['advantage']:+.2f} |")
+            win = fmt_rate({"rate": r["win"], "ci": r["win_ci"]}) if "win_ci" in r else f"{r['win']:.2f}"
+            lose = fmt_rate({"rate": r["lose"], "ci": r["lose_ci"]}) if "lose_ci" in r else f"{r['lose']:.2f}"
+            adv = fmt_diff(r["advantage_test"]) if "advantage_test" in r else f"{r['advantage']:+.2f}"
+            lines.append(f"| {LABELS[c['a']]} vs {LABELS[c['b']]} | {dim} | {win} | {r['tie']:.2f} | {lose} | {adv} |")
     return lines
 
 
@@ -76,11 +104,14 @@ def matching_markdown(metrics: dict) -> list[str]:
     for model in ("logistic", "two_tower"):
         for fs in ("cv", "cv+generated"):
             r = m[model][fs]
-            cells = []
-            for s in ("test", "cold"):
-                cells += [f"{_f(r[s]['auc_mean'])} ± {_f(r[s]['auc_std'])}",
-                          f"{_f(r[s]['logloss_mean'])} ± {_f(r[s]['logloss_std'])}"]
+            cells = [fmt_value(r[s][k]) for s in ("test", "cold") if s in r for k in ("auc", "logloss")]
             lines.append(f"| {model} | {fs} | " + " | ".join(cells) + " |")
+    lines += ["", "| model | gain from generated JDs | test | cold start |", "|---|---|---|---|"]
+    for model in ("logistic", "two_tower"):
+        for k in ("auc", "logloss"):
+            g = m["gain"][model]
+            lines.append(f"| {model} | {k} | " + " | ".join(fmt_diff(g[s][k], digits=3, percent=False)
+                                                           for s in ("test", "cold") if s in g) + " |")
     return lines
 
 
@@ -104,10 +135,12 @@ def report_markdown(run_dir: Path) -> list[str]:
     lines = ["", "## Evaluation", "",
              f"{m['n_test_seekers']} test seekers, greedy JDs; embedder `{m['embedder']}`; matching and "
              f"`girl recommend` use the `{m['best_arm']}` arm.", "", "### Generation quality", ""]
-    lines += quality_markdown(m) + ["", f"![quality]({FOLDER}/{PLOTS['quality']})", "",
-                                    f"### Pairwise judge ({m['judge']['kind']}, both orders)", ""]
+    lines += quality_markdown(m) + ["", "Paired differences on the same seekers (exact McNemar for rates, "
+                                    "Wilcoxon for means):", ""] + paired_markdown(m)
+    lines += ["", f"![quality]({FOLDER}/{PLOTS['quality']})", "",
+              f"### Pairwise judge ({m['judge']['kind']}, both orders)", ""]
     lines += judge_markdown(m) + ["", f"![judge]({FOLDER}/{PLOTS['judge']})", "",
-                                  "### Generation-enhanced matching (mean ± std over seeds)", ""]
+                                  "### Generation-enhanced matching (95 % CIs over test seekers)", ""]
     lines += matching_markdown(m)
     if (Path(run_dir) / FOLDER / PLOTS["matching"]).is_file():
         lines += ["", f"![matching]({FOLDER}/{PLOTS['matching']})"]

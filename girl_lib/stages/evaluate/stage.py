@@ -40,10 +40,10 @@ from ...errors import GirlError
 from ...generators import GENERATORS, LABELS, best_generator, generate_jds, is_trained, trained_generators
 from ...metrics import load_metric
 from ...metrics.scores import distinct_n
-from ...oracle_eval import oracle_report
+from ...oracle_eval import compare_reports, oracle_report
 from ...rundir import atomic_write_json, is_complete, read_manifest, require_complete
 from ...scoring import load_reward_model, score, scoring_bf16
-from ...world import Oracle, load_jsonl
+from ...world import Oracle, draw, load_jsonl
 from .grounding import evaluate_grounding, relevant_jobs
 from .judge import compare, make_judge
 from .matching import run_matching
@@ -63,10 +63,9 @@ def load_world(run_dir: Path) -> dict:
             "seeker_by_id": {s["id"]: s for s in seekers}, "job_by_id": {j["id"]: j for j in jobs}}
 
 
-def first_seekers(world: dict, split: str, n: int) -> list[dict]:
-    """The first ``n`` seekers of ``split`` in file order (deterministic; ``n < 0``: all, 0: none)."""
-    rows = [s for s in world["seekers"] if s["split"] == split]
-    return rows[:n] if n >= 0 else rows
+def draw_seekers(world: dict, split: str, n: int, seed: int) -> list[dict]:
+    """A seeded random draw of ``n`` seekers of ``split`` (``n < 0``: all of them, 0: none)."""
+    return draw([s for s in world["seekers"] if s["split"] == split], n, f"eval/{split}/{seed}")
 
 
 def applications_of(world: dict, seekers: Sequence[dict]) -> list[dict]:
@@ -150,6 +149,7 @@ def quality_row(seekers: Sequence[dict], records: Sequence[dict], references: Se
     row = {k: rep.get(k) for k in ("n", "parse_rate", "p_accept", "accept_rate", "seeker_interest", "two_sided_rate",
                                    "skill_precision", "skill_recall", "hallucinated_skill_rate", "mean_words")}
     row["failed_checks"] = rep.get("failed_checks", {})
+    row["intervals"], row["outcomes"] = rep.get("intervals", {}), rep.get("outcomes", {})
     row.update(text_metrics(texts, references))
     row["rm_score"] = float(np.mean(rm_scores)) if rm_scores is not None and len(rm_scores) else None
     row["cosine_cv_jd"] = float(np.mean(np.sum(cv_emb * jd_emb, axis=1))) if len(texts) else None
@@ -167,7 +167,7 @@ def reward_scores(cfg: Profile, run_dir: Path, seekers: Sequence[dict], texts_by
     rm, tok = load_reward_model(cfg, run_dir)
     cvs = [s["cv_text"] for s in seekers]
     bf16 = scoring_bf16(cfg)
-    out = {arm: score(rm, tok, cvs, texts, batch_size=max(1, cfg.reward.batch_size * 2),
+    out = {arm: score(rm, tok, cvs[:len(texts)], texts, batch_size=max(1, cfg.reward.batch_size * 2),
                       max_length=cfg.reward.max_length, bf16=bf16).tolist() for arm, texts in texts_by_arm.items()}
     del rm
     return out
@@ -236,28 +236,82 @@ def choose_arms(cfg: Profile, run_dir: Path) -> tuple[list[str], list[str], str]
     return arms, trained, match_arm
 
 
+def arm_seekers(e, arm: str, test: Sequence[dict], match_arm: str) -> list[dict]:
+    """The test seekers ``arm`` writes for: all of them, or the first ``eval.zero_shot_seekers``
+    for the zero-shot arm, whose JDs run to the token limit (the draw is random, so a prefix is
+    too), unless it is the matching arm (nothing trained), which needs every test seeker's JD."""
+    if arm == "zero_shot" and arm != match_arm and e.zero_shot_seekers >= 0:
+        return list(test[:e.zero_shot_seekers])
+    return list(test)
+
+
 def generate_all(cfg: Profile, run_dir: Path, arms: Sequence[str], match_arm: str, test: Sequence[dict],
                  match_seekers: Sequence[dict], log=print) -> tuple[dict, list[dict], dict]:
-    """``(records by arm on the test seekers, the matching arm's records on match_seekers, seconds by arm)``.
+    """``(records by arm on its test seekers, the matching arm's records on match_seekers, seconds by arm)``.
 
-    Every arm writes a JD for each test seeker; the matching arm also for the seekers the
-    matching model trains on and the cold-start ones. Saved texts are reused (:func:`ensure_texts`).
+    Every arm writes a JD for its test seekers (:func:`arm_seekers`); the matching arm also for
+    the seekers the matching model trains on and the cold-start ones, in the same call (one model
+    load, full batches). Saved texts are reused (:func:`ensure_texts`).
     """
     gen_seconds: dict[str, float] = {}
     records: dict[str, list[dict]] = {}
+    extra: list[dict] = []
     for arm in arms:
-        records[arm], gen_seconds[arm] = ensure_texts(cfg, run_dir, arm, test, log)
-    extra, s = ensure_texts(cfg, run_dir, match_arm, list(match_seekers), log)
-    gen_seconds[match_arm] += s
+        mine = arm_seekers(cfg.eval, arm, test, match_arm)
+        more = list(match_seekers) if arm == match_arm else []
+        got, gen_seconds[arm] = ensure_texts(cfg, run_dir, arm, mine + more, log)
+        records[arm] = got[:len(mine)]
+        if arm == match_arm:
+            extra = got[len(mine):]
     return records, extra, gen_seconds
 
 
-def judge_arms(e, oracle, test: Sequence[dict], texts: dict, arms: Sequence[str]) -> dict:
+def reference_similarity(world: dict, test: Sequence[dict], job_emb: np.ndarray, texts: dict, gen_emb: dict):
+    """``similarity(seeker, jd)``: cosine of the JD's embedding with the mean embedding of the real
+    postings whose recruiter accepted the seeker (None when there is none). No oracle involved.
+
+    The JDs' embeddings were computed already (``gen_emb``, per arm in ``texts`` order).
+    """
+    job_index = {j["id"]: i for i, j in enumerate(world["jobs"])}
+    accepted: dict[str, list[int]] = {s["id"]: [] for s in test}
+    for a in world["applications"]:
+        if a["accepted"] and a["seeker_id"] in accepted:
+            accepted[a["seeker_id"]].append(job_index[a["job_id"]])
+    centre = {sid: job_emb[idx].mean(0) for sid, idx in accepted.items() if idx}
+    emb_of = {t: v for arm in texts for t, v in zip(texts[arm], gen_emb[arm])}
+
+    def similarity(seeker: dict, jd: str) -> float | None:
+        c = centre.get(seeker["id"])
+        if c is None or jd not in emb_of:
+            return None
+        return float(emb_of[jd] @ c / (np.linalg.norm(c) + 1e-12))
+
+    return similarity
+
+
+def _prefix(row: dict, n: int) -> dict:
+    """The outcome lists of a quality row cut to its first ``n`` seekers."""
+    return {"n": n, "outcomes": {k: v[:n] for k, v in row["outcomes"].items()}}
+
+
+def compare_arms(quality: dict, arms: Sequence[str], seed: int) -> dict:
+    """Every later arm minus every earlier one on the oracle's per-seeker outcomes (paired), over the
+    seekers both wrote for (the zero-shot arm writes for a prefix of the test seekers)."""
+    out = {}
+    for a, b in comparisons([x for x in GENERATORS if x in arms]):
+        n = min(quality[a]["n"], quality[b]["n"])
+        out[f"{a}_vs_{b}"] = {"a": a, "b": b, **compare_reports(_prefix(quality[a], n), _prefix(quality[b], n), seed=seed)}
+    return out
+
+
+def judge_arms(e, oracle, test: Sequence[dict], texts: dict, arms: Sequence[str], similarity=None) -> dict:
     """Item 2: every later arm against every earlier one on the first ``eval.judge_pairs`` test seekers."""
-    judge = make_judge(e, oracle)
-    n_judge = min(len(test), e.judge_pairs) if e.judge_pairs > 0 else len(test)
-    judged = {f"{a}_vs_{b}": {"a": a, "b": b, **compare(judge, test[:n_judge], texts[a][:n_judge], texts[b][:n_judge])}
-              for a, b in comparisons([x for x in GENERATORS if x in arms])}
+    judge = make_judge(e, oracle, similarity)
+    judged = {}
+    for a, b in comparisons([x for x in GENERATORS if x in arms]):
+        n = min(len(texts[a]), len(texts[b]))  # the seekers both arms wrote for
+        n = min(n, e.judge_pairs) if e.judge_pairs > 0 else n
+        judged[f"{a}_vs_{b}"] = {"a": a, "b": b, **compare(judge, test[:n], texts[a][:n], texts[b][:n])}
     return {"kind": judge.name, "comparisons": judged,
             "unparsed": getattr(judge, "unparsed", 0), "model": e.judge_model if judge.name == "endpoint" else None}
 
@@ -289,7 +343,8 @@ def matching_section(e, world: dict, match_arm: str, test: Sequence[dict], train
     jd_emb = {jid: job_emb[i] for jid, i in job_index.items()}
     train_rows = applications_of(world, train_m)
     tests = {"test": applications_of(world, test), "cold": applications_of(world, cold_m)}
-    matching = {"arm": match_arm, "seekers": {"train": len(train_m), "test": len(test), "cold": len(cold_m)}}
+    matching = {"arm": match_arm, "seekers": {"train": len(train_m), "test": len(test), "cold": len(cold_m)},
+                "train_seeker_ids": [s["id"] for s in train_m]}
     if train_rows and len({r["accepted"] for r in train_rows}) == 2:
         matching.update(run_matching(train_rows, tests, cv_emb, jd_emb, gen_emb, seeds=e.matching_seeds,
                                      hidden=e.matching_hidden, epochs=e.matching_epochs, lr=e.matching_lr,
@@ -307,12 +362,14 @@ def run_evaluation(cfg: Profile, run_dir: Path, log=print) -> dict:
     world = load_world(run_dir)
     oracle = Oracle(noise=cfg.data.recruiter_noise)
     arms, trained, match_arm = choose_arms(cfg, run_dir)
-    test = first_seekers(world, "test", e.max_test_seekers)
+    test = draw_seekers(world, "test", e.max_test_seekers, cfg.seed)
     if not test:
         raise GirlError(f"no test seekers to evaluate: {run_dir / 'data' / 'seekers.jsonl'} has none in split 'test' "
                         f"or eval.max_test_seekers is 0 (it is {e.max_test_seekers}; -1 means all)")
-    train_m = first_seekers(world, "train", e.matching_train_seekers)
-    cold_m = first_seekers(world, "cold", e.matching_cold_seekers)
+    # The matching model trains on the `match` split: seekers no SFT, reward-model or RL example
+    # comes from, so generated-JD features are out-of-sample on its training rows too.
+    train_m = draw_seekers(world, "match", e.matching_train_seekers, cfg.seed)
+    cold_m = draw_seekers(world, "cold", e.matching_cold_seekers, cfg.seed)
 
     # -- generation: every arm on the test seekers; the matching arm on its extra seekers too ----
     records, extra, gen_seconds = generate_all(cfg, run_dir, arms, match_arm, test, train_m + cold_m, log)
@@ -330,10 +387,15 @@ def run_evaluation(cfg: Profile, run_dir: Path, log=print) -> dict:
     # -- 1. quality ---------------------------------------------------------------------------------
     refs = accepted_references(world, test)
     rm = reward_scores(cfg, run_dir, test, texts)
-    quality = {arm: quality_row(test, records[arm], refs, cv_emb_test, gen_emb_test[arm],
-                                rm[arm] if rm else None, oracle) for arm in arms}
+    quality = {}
+    for arm in arms:
+        n = len(records[arm])
+        quality[arm] = quality_row(test[:n], records[arm], refs[:n], cv_emb_test[:n], gen_emb_test[arm],
+                                   rm[arm] if rm else None, oracle)
     # -- 2. judge -----------------------------------------------------------------------------------
-    judge_out = judge_arms(e, oracle, test, texts, arms)
+    paired = compare_arms(quality, arms, cfg.seed)
+    similarity = reference_similarity(world, test, job_emb, texts, gen_emb_test)
+    judge_out = judge_arms(e, oracle, test, texts, arms, similarity)
     # -- 3. matching --------------------------------------------------------------------------------
     cv_emb, gen_emb = seeker_embeddings(embedder, test, cv_emb_test, gen_emb_test[match_arm], train_m + cold_m, extra)
     matching = matching_section(e, world, match_arm, test, train_m, cold_m, cv_emb, gen_emb, job_emb)
@@ -347,7 +409,7 @@ def run_evaluation(cfg: Profile, run_dir: Path, log=print) -> dict:
         "profile": cfg.name, "base_model": cfg.model.base_model, "arms": [a for a in GENERATORS if a in arms],
         "trained_arms": trained, "best_arm": match_arm, "embedder": embedder.name,
         "n_test_seekers": len(test), "test_seeker_ids": [s["id"] for s in test],
-        "quality": quality, "judge": judge_out, "matching": matching, "grounding": grounding,
+        "quality": quality, "paired": paired, "judge": judge_out, "matching": matching, "grounding": grounding,
         "timing": {"generation_s": {a: round(v, 1) for a, v in gen_seconds.items()},
                    "embedding_s": round(embed_seconds, 1), "total_s": round(time.time() - t_start, 1)},
     }
@@ -373,7 +435,7 @@ def headline(metrics: dict) -> dict:
     m = metrics["matching"]
     if "two_tower" in m:
         for split in ("test", "cold"):
-            head[f"matching_auc_gain_{split}"] = m["gain"]["two_tower"][split]["auc_mean"]
+            head[f"matching_auc_gain_{split}"] = m["gain"]["two_tower"][split]["auc"]["diff"]
     k = metrics["grounding"]["k"]
     for q, r in metrics["grounding"]["by_query"].items():
         head[f"grounding_{q}_hr@{k}"] = r[f"hr@{k}"]

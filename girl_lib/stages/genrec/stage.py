@@ -66,17 +66,20 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ...config import Profile
 from ...errors import GirlError
+from ...metrics.ranking import hit_rate_at_k, ndcg_at_k
 from ...models import load_causal_lm
 from ...rundir import ADAPTER, atomic_write_json, require_complete
 from ...seeding import set_seed
-from ...textgen import chat_prompt_ids, decode_attention, left_pad
+from ...stats import cluster_bootstrap, fmt_rate, paired_difference, rate
 from ...training import peft_lora_config, precision_flags, save_adapter, trainer_args
+from ...world import draw
+from .decoding import SYSTEM_PROMPT, NearestTitle, TitleTrie, beam_search
 from .sequences import (Example, Markov, Popularity, SASRecRecommender, SequenceData, Split, hr_curve,
                         leave_one_out, load_movielens_data, load_world_sequences, rank_metrics)
-
-SYSTEM_PROMPT = "You are a recommender system. Answer with one title from the catalogue."
 
 # Paraphrased instructions, one drawn per example (GenRec's prompts vary the wording the same way).
 INSTRUCTIONS = {
@@ -190,108 +193,6 @@ def train(cfg: Profile, data: SequenceData, examples: list[Example], out: Path):
 
 
 # --------------------------------------------------------------------------------------------
-# Decoding: beam search, free or constrained to the catalogue
-# --------------------------------------------------------------------------------------------
-class TitleTrie:
-    """A token-level prefix tree of catalogue titles, for constrained beam search.
-
-    Each title is stored as the tokens the model writes for it after the assistant header:
-    ``tokenizer.encode(title) + [EOS]`` (the chat template puts a newline before the answer, so the
-    title is tokenized on its own; ``tests/test_genrec.py`` checks this against the template).
-    :meth:`allowed` returns the tokens that continue some title after the tokens generated so
-    far; a beam can therefore only ever spell a whole catalogue title and then stop.
-    """
-    def __init__(self, tokenizer, titles: Sequence[str]):
-        self.eos = tokenizer.eos_token_id
-        self.root: dict = {}
-        self.max_len = 0
-        for title in titles:
-            ids = tokenizer.encode(title, add_special_tokens=False) + [self.eos]
-            node = self.root
-            for t in ids:
-                node = node.setdefault(t, {})
-            self.max_len = max(self.max_len, len(ids))
-
-    def allowed(self, generated: Sequence[int]) -> list[int]:
-        """Tokens allowed after ``generated``; ``[EOS]`` off the trie (never reached by a constrained beam)."""
-        node = self.root
-        for t in generated:
-            node = node.get(int(t))
-            if node is None:
-                return [self.eos]
-        return list(node) or [self.eos]
-
-    def prefix_fn(self, prompt_width: int):
-        """The ``prefix_allowed_tokens_fn`` for a batch whose (left-padded) prompts are ``prompt_width`` long."""
-        return lambda batch_id, input_ids: self.allowed(input_ids[prompt_width:].tolist())
-
-
-def dedupe_beams(texts: Sequence[str]) -> list[str]:
-    """Beams as a ranked list of titles: stripped, empty ones dropped, repeats dropped (first kept)."""
-    return list(dict.fromkeys(t.strip() for t in texts if t.strip()))
-
-
-def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10, max_new_tokens: int = 40,
-                batch_size: int = 4, trie: TitleTrie | None = None, system_prompt: str = SYSTEM_PROMPT,
-                bf16: bool = False, fast_decode: bool = True, progress: bool = False) -> list[list[str]]:
-    """For each prompt, the ``num_beams`` beams of a beam search, best first, deduplicated.
-
-    Prompts are chat-templated and left-padded as in :mod:`girl_lib.textgen`. With ``trie`` the
-    search is constrained to catalogue titles and ``max_new_tokens`` is the longest title, so
-    every beam ends with EOS on a complete title. ``bf16`` runs the model under bfloat16 autocast;
-    ``fast_decode`` the one-token steps with :func:`girl_lib.textgen.decode_attention`.
-
-    Cost: transformers copies each prompt ``num_beams`` times *before* the first forward pass, so
-    the prompt is processed ``num_beams`` times; on a CPU that prefill dominates, which is why the
-    prompts are kept short (``genrec.max_history``).
-    """
-    import torch
-
-    ids = chat_prompt_ids(tokenizer, prompts, system_prompt)
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    if trie is not None:
-        max_new_tokens = trie.max_len
-    kw = dict(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False, early_stopping=True,
-              max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-              pad_token_id=tokenizer.pad_token_id, length_penalty=1.0, use_cache=True)
-    device = next(model.parameters()).device
-    out: list[list[str]] = [[] for _ in prompts]
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="beam search" + (" (constrained)" if trie else ""), unit="batch")
-    model.eval()
-    with decode_attention(model, fast_decode), torch.inference_mode(), \
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for batch in batches:
-            input_ids, mask = left_pad([ids[i] for i in batch], tokenizer.pad_token_id)
-            extra = {"prefix_allowed_tokens_fn": trie.prefix_fn(input_ids.shape[1])} if trie is not None else {}
-            gen = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kw, **extra)
-            texts = tokenizer.batch_decode(gen[:, input_ids.shape[1]:], skip_special_tokens=True)
-            for j, i in enumerate(batch):
-                out[i] = dedupe_beams(texts[j * num_beams:(j + 1) * num_beams])
-    return out
-
-
-class NearestTitle:
-    """Map any text to the closest catalogue title (cosine of character 2-4-gram TF-IDF vectors)."""
-    def __init__(self, titles: Sequence[str]):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        self.titles = list(titles)
-        self.exact = set(self.titles)
-        self.vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), lowercase=True)
-        self.matrix = self.vec.fit_transform(self.titles)
-
-    def map(self, texts: Sequence[str]) -> list[str]:
-        if not texts:
-            return []
-        sims = (self.vec.transform(texts) @ self.matrix.T).toarray()
-        return [t if t in self.exact else self.titles[int(row.argmax())] for t, row in zip(texts, sims)]
-
-
-# --------------------------------------------------------------------------------------------
 # The stage
 # --------------------------------------------------------------------------------------------
 def load_data(cfg: Profile, run_dir: Path) -> SequenceData:
@@ -386,6 +287,31 @@ def write_predictions(path: Path, data: SequenceData, test: Sequence[Example], b
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def per_user(lists: Sequence[Sequence[str]], targets: Sequence[str], k: int) -> tuple[list[int], list[float]]:
+    """Each test user's hit (0/1) and NDCG at ``k``: the units every interval resamples."""
+    hits = [int(hit_rate_at_k([r], [t], k)) for r, t in zip(lists, targets)]
+    ndcg = [float(ndcg_at_k([r], [t], k)) for r, t in zip(lists, targets)]
+    return hits, ndcg
+
+
+def rank_intervals(lists: Sequence[Sequence[str]], targets: Sequence[str], seed: int, ks=(5, 10)) -> dict:
+    """``{"intervals": {"hr@K": Wilson rate, "ndcg@K": bootstrap over users}}``."""
+    out = {}
+    for k in ks:
+        hits, ndcg = per_user(lists, targets, k)
+        out[f"hr@{k}"] = rate(sum(hits), len(hits))
+        values = np.asarray(ndcg)
+        out[f"ndcg@{k}"] = cluster_bootstrap(lambda i: float(values[i].mean()), np.arange(len(values)), seed=seed)
+    return {"intervals": out}
+
+
+def compare_methods(ranked: dict, targets: Sequence[str], seed: int, k: int = 10) -> dict:
+    """Each GenRec variant minus each baseline on HR@k over the same users (paired, exact McNemar)."""
+    hits = {name: per_user(lists, targets, k)[0] for name, lists in ranked.items()}
+    return {f"{a}_vs_{b}": {"a": a, "b": b, "metric": f"hr@{k}", **paired_difference(hits[a], hits[b], seed=seed)}
+            for a in ranked if a.startswith("genrec") for b in ranked if not b.startswith("genrec")}
+
+
 def run_stage(cfg: Profile, run_dir: Path) -> dict:
     """``girl genrec``: baselines, GenRec training, beam search, HR@K/NDCG@K into ``genrec/metrics.json``."""
     t_start = time.time()
@@ -394,7 +320,7 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(cfg, run_dir)
     split = leave_one_out(data.sequences, g.max_history)
-    test = split.test[:g.max_test_users] if g.max_test_users > 0 else split.test
+    test = draw(split.test, g.max_test_users if g.max_test_users > 0 else None, f"genrec/test/{cfg.seed}")
     targets = [e.target for e in test]
     k = max(10, g.num_beams)
     metrics: dict = {"n_users": len(data.sequences), "n_items": len(data.names), "n_test_users": len(test),
@@ -404,12 +330,15 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
     def score(name: str, lists: list[list[str]], seconds: float, **extra) -> None:
         """Record one method's ranked lists and HR@K/NDCG@K (over ``test``), and print its headline."""
         ranked[name] = lists
-        metrics[name] = {**rank_metrics(lists, targets), "seconds": round(seconds, 2), **extra}
-        print(f"[girl] genrec: {name:<19} HR@10 {metrics[name]['hr@10']:.3f}  NDCG@10 {metrics[name]['ndcg@10']:.3f}")
+        metrics[name] = {**rank_metrics(lists, targets), **rank_intervals(lists, targets, cfg.seed),
+                         "seconds": round(seconds, 2), **extra}
+        print(f"[girl] genrec: {name:<19} HR@10 {fmt_rate(metrics[name]['intervals']['hr@10'])}  "
+              f"NDCG@10 {metrics[name]['ndcg@10']:.3f}")
 
     run_baselines(cfg, split, test, k, score)
     beams, constrained_beams = run_genrec(cfg, data, split, test, out, metrics, score)
     write_predictions(out / "predictions.jsonl", data, test, beams, constrained_beams, ranked, k)
+    metrics["paired"] = compare_methods(ranked, targets, cfg.seed)
     metrics["seconds"] = round(time.time() - t_start, 1)
     atomic_write_json(out / "metrics.json", metrics)
     (out / "profile.json").write_text(cfg.to_json())

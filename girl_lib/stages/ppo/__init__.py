@@ -13,7 +13,7 @@ stage 2 scores it, ``r(x, y)``. We maximise the score without drifting far from 
     max_θ  E_x E_{y ~ π_θ(.|x)} [ r(x, y) − β · KL(π_θ(.|x) || π_ref(.|x)) ]
 
 The KL of a whole response is the sum of per-token log-ratios, so the objective becomes a
-per-token reward (:func:`compute_rewards`): ``−β · (log π_θ − log π_ref)`` at every token, plus
+per-token reward (:func:`compute_rewards`): ``−β · (log π_θ − log π_ref)`` (k1) at every token, plus
 the score at the last real token. Each token is an action, GAE turns those rewards into
 advantages (:func:`compute_gae`), and PPO's clipped surrogate (:func:`policy_loss`) and clipped
 value loss (:func:`value_loss`) update the policy and a value head for a few epochs.
@@ -32,12 +32,19 @@ value loss (:func:`value_loss`) update the policy and a value head for a few epo
   backward per step: twice the compute on a 2-core CPU. By default the head reads the hidden
   state *detached* (``ppo.value_backbone_grad=False``): the value loss trains the head only,
   so a large early value error cannot push the policy's LoRA around (the classic failure of a
-  shared trunk); the head is a linear probe of the policy's own features. It starts at zero
-  (``ppo.value_head_init="zero"``) or from the reward model's score layer (``"reward"``, a
-  heuristic: that layer was trained on another adapter's features) and has its own, larger
-  learning rate (``ppo.value_head_lr``): at zero it knows nothing, and with ``λ = 0.95`` a
-  useless critic leaves early tokens almost no credit (``0.95^100 ≈ 0.006``).
-* *Reward*: the stage-2 model, :func:`girl_lib.scoring.score` on the decoded JD.
+  shared trunk); the head is a linear probe of the policy's own features. With ``λ = 0.95`` a
+  useless critic leaves early tokens almost no credit (``0.95^100 ≈ 0.006``), so it is helped
+  to learn fast: its weight starts at zero and its bias at the mean return of the first rollout
+  batch (``ppo.value_head_init=mean_return``); its value loss is not clipped for the first
+  ``ppo.value_warmup_iterations`` iterations (clipped at ``±0.2`` per iteration, a head at 0
+  would need many iterations to reach returns of order 1); it has its own, larger learning
+  rate (``ppo.value_head_lr``). ``val/explained_variance`` in the log shows whether it learns.
+* *Reward*: the stage-2 model, :func:`girl_lib.scoring.score` on the decoded JD, standardised
+  with its mean and std on the SFT policy's own samples (:mod:`girl_lib.stages.ppo.normalize`).
+
+**Precision.** Every PPO forward pass, log-prob and KL is float32 (a policy loaded in bf16 is
+upcast: :class:`PolicyWithValueHead`); bf16 appears only on the fast rollout path, whose
+samples are then scored in float32.
 
 **One iteration** (:func:`train`, :mod:`girl_lib.stages.ppo.loop`): draw seekers → sample JDs →
 score them → per-token rewards and advantages → ``ppo_epochs`` passes over shuffled minibatches
@@ -46,7 +53,8 @@ score them → per-token rewards and advantages → ``ppo_epochs`` passes over s
 
 **Where the code is**, in the order a reader meets it: ``core.py`` (the maths: masked means,
 GAE, the clipped losses, the KL controllers), ``policy.py`` (:class:`PolicyWithValueHead`),
-``rollout.py`` (batches, no-grad forward passes, advantages), ``update.py`` (the micro-batched
+``normalize.py`` (the score normaliser), ``rollout.py`` (the sampler, batches, no-grad forward
+passes, advantages), ``update.py`` (the micro-batched
 PPO update), ``loop.py`` (:func:`train`), ``checkpoint.py`` (atomic checkpoints, the log),
 ``evaluate.py`` (PPO vs SFT on held-out seekers), ``stage.py`` (``girl ppo``) and
 ``grpo_rloo.py`` (TRL's GRPO and RLOO as comparison arms).
@@ -65,19 +73,22 @@ process: accelerate runs several CPU processes only through MPI (``--mpirun_host
 
 Outputs in ``<run-dir>/ppo/``: ``log.jsonl`` (one line per iteration), ``checkpoint/`` (the
 last saved iteration: adapter, value head, optimizer, ``state.json``; a killed run resumes from
-it), ``adapter/`` (the final policy LoRA, relative to the merged SFT model), ``metrics.json``
+it), ``score_norm.json`` (the score normaliser, computed once, reused on resume), ``adapter/``
+(the final policy LoRA, relative to the merged SFT model), ``metrics.json``
 (PPO vs SFT on held-out seekers, through the oracle and the reward model) and ``profile.json``.
 Comparison arms on the same reward and budget, TRL's GRPO and RLOO:
 :mod:`girl_lib.stages.ppo.grpo_rloo` (``girl ppo --algo grpo|rloo``).
 """
 from .checkpoint import LOG, read_log
 from .core import (AdaptiveKLController, FixedKLController, compute_gae, compute_rewards, entropy_from_logits,
-                   kl_penalty, logprobs_from_logits, masked_mean, masked_var, masked_whiten, policy_loss,
-                   truncate_after_eos, value_loss)
+                   explained_variance, kl_penalty, logprobs_from_logits, masked_mean, masked_var,
+                   masked_whiten, policy_loss, truncate_after_eos, value_loss)
 from .evaluate import evaluate, exact_kl_along
 from .loop import LOG_KEYS, train
+from .normalize import score_norm, starting_policy_stats
 from .policy import PolicyWithValueHead
-from .rollout import apply_missing_eos_penalty, build_batch, compute_advantages, rollout_forward, select_rows
+from .rollout import (apply_missing_eos_penalty, build_batch, compute_advantages, mean_return,
+                      rollout_forward, sample_responses, select_rows)
 from .stage import run_stage
 from .update import accumulate_minibatch, ppo_loss, ppo_update
 
@@ -85,9 +96,11 @@ __all__ = [
     # the maths (core)
     "masked_mean", "masked_var", "masked_whiten", "compute_gae", "kl_penalty", "compute_rewards",
     "policy_loss", "value_loss", "logprobs_from_logits", "entropy_from_logits", "truncate_after_eos",
+    "explained_variance",
     "AdaptiveKLController", "FixedKLController",
     # the loop, in the order it runs
-    "PolicyWithValueHead", "build_batch", "rollout_forward", "apply_missing_eos_penalty", "compute_advantages",
+    "PolicyWithValueHead", "score_norm", "starting_policy_stats", "sample_responses", "build_batch",
+    "rollout_forward", "apply_missing_eos_penalty", "mean_return", "compute_advantages",
     "select_rows", "ppo_loss", "accumulate_minibatch", "ppo_update", "train", "evaluate", "exact_kl_along",
     "run_stage", "read_log", "LOG", "LOG_KEYS",
 ]

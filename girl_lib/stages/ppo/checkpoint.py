@@ -12,6 +12,7 @@ import torch
 
 from ...config import Profile
 from ...rundir import ADAPTER, atomic_write_json, atomic_write_text
+from .normalize import SCORE_NORM
 from .policy import PolicyWithValueHead
 
 CHECKPOINT = "checkpoint"
@@ -103,5 +104,5 @@ def _append_log(path: Path, row: dict) -> None:
 def _fresh_start(out: Path) -> None:
     for name in (CHECKPOINT, f"{CHECKPOINT}.old", ADAPTER):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in (LOG, "metrics.json", "value_head.safetensors", "eval_texts.json"):
+    for name in (LOG, "metrics.json", "value_head.safetensors", "eval_texts.json", SCORE_NORM):
         (out / name).unlink(missing_ok=True)

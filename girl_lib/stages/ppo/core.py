@@ -36,6 +36,7 @@ __all__ = [
     "kl_penalty",
     "compute_rewards",
     "compute_gae",
+    "explained_variance",
     "policy_loss",
     "value_loss",
     "AdaptiveKLController",
@@ -188,8 +189,12 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "
     divergence", 2020):
 
     * ``"k1"``: ``logp - logp_ref = -log r``. Unbiased, but a single token can be negative.
-    * ``"k3"``: ``(r - 1) - log r``. Also unbiased (``E_pi[r] = 1``), never negative (since
-      ``log r <= r - 1``) and of lower variance when the two policies are close.
+    * ``"k3"``: ``(r - 1) - log r``. Its *value* is also an unbiased estimate of the KL
+      (``E_pi[r] = 1``), never negative (``log r <= r - 1``) and of lower variance when the two
+      policies are close: a good number to *log*. As a *reward* it is a poor leash: it is second
+      order in ``log r`` (``≈ (log r)**2 / 2``), so its pull back towards the reference vanishes
+      near the reference and the policy drifts almost unpunished (the per-sample gradient of
+      k1, the score-function term, is first order). :func:`compute_rewards` refuses it.
 
     Shapes are kept: ``[batch, len]`` in, ``[batch, len]`` out.
     """
@@ -199,6 +204,10 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "
         log_r = ref_logprobs - logprobs
         return torch.expm1(log_r) - log_r  # expm1(x) = exp(x) - 1, exact for small x
     raise ValueError(f"unknown KL estimator {kind!r}; use 'k1' or 'k3'")
+
+
+K3_IN_REWARD = ("ppo.kl_estimator=k3 is refused: as a per-token reward k3 barely penalises drift (its pull "
+                "vanishes near the reference); use ppo.kl_estimator=k1 (a larger ppo.kl_coef for a tighter leash)")
 
 
 def _check_prefix_mask(mask: torch.Tensor) -> None:
@@ -223,7 +232,8 @@ def compute_rewards(
     ``scores`` ``[batch]`` (the reward model's judgement of a whole response), per-token
     ``logprobs`` / ``ref_logprobs`` / ``mask`` ``[batch, len]``:
 
-    * ``kl = kl_penalty(logprobs, ref_logprobs, kind)`` at every real token;
+    * ``kl = kl_penalty(logprobs, ref_logprobs, kind)`` at every real token (``kind`` must be
+      ``"k1"``: k3 as a reward is refused, see :func:`kl_penalty`);
     * ``non_score_reward = -kl_coef * kl`` (the price of moving away from the SFT model);
     * ``rewards = non_score_reward``, plus ``score`` at the **last real token** of each row
       (index ``mask.sum(1) - 1``; the EOS when there is one). The reward model saw the whole
@@ -232,6 +242,8 @@ def compute_rewards(
     All three outputs are 0 at padding. The sequence-level KL is ``kl.sum(1)``; the RLHF
     objective TRL logs is ``score + non_score_reward.sum(1)``.
     """
+    if kind != "k1":
+        raise ValueError(K3_IN_REWARD if kind == "k3" else f"unknown KL estimator {kind!r}; use 'k1'")
     _check_prefix_mask(mask)
     kl = _zero_masked(kl_penalty(logprobs, ref_logprobs, kind), mask)
     non_score_reward = -kl_coef * kl
@@ -281,6 +293,22 @@ def compute_gae(
     advantages = _zero_masked(advantages, mask)
     returns = _zero_masked(advantages + values, mask)
     return advantages.detach(), returns.detach()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """``1 - Var[returns - values] / Var[returns]`` over the real tokens: how much of the returns'
+    spread the value head predicts.
+
+    1: a perfect critic; 0: no better than a constant (any constant: the measure ignores an
+    offset); below 0: worse than one. A critic that never rises above ~0 leaves GAE to work on
+    a useless baseline. 0 when the returns do not vary at all (nothing to explain). Computed in
+    float64 so that nearly equal returns do not turn rounding into a variance.
+    """
+    v, r = values.double(), returns.double()
+    var_returns = masked_var(r, mask, unbiased=False)
+    if var_returns <= 0:
+        return 0.0
+    return float(1.0 - masked_var(r - v, mask, unbiased=False) / var_returns)
 
 
 # --------------------------------------------------------------------------------------------

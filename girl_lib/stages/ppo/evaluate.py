@@ -8,7 +8,7 @@ import torch
 
 from ...config import Profile
 from ...generators import reusable_val_generations
-from ...oracle_eval import oracle_report
+from ...oracle_eval import compare_reports, oracle_report
 from ...scoring import score, scoring_bf16
 from ...textgen import chat_prompt_ids, generate_from_config
 from ...training import split_seekers
@@ -50,11 +50,12 @@ def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, r
     The SFT arm reuses the SFT stage's own greedy JDs (``sft/oracle_val.json``) when they were
     written for the same seekers with the same generation settings; otherwise it generates them
     with the PPO adapter disabled (= the SFT model). Both arms go through the oracle and the
-    reward model; ``kl_exact_mean`` is :func:`exact_kl_along` the PPO's greedy JDs.
+    reward model; ``paired`` holds PPO − SFT with paired intervals and tests (the oracle's rates
+    and means); ``kl_exact_mean`` is :func:`exact_kl_along` the PPO's greedy JDs.
     """
     p = cfg.ppo
     n = p.eval_seekers or cfg.sft.oracle_eval_seekers
-    seekers = split_seekers(Path(run_dir) / "data", n)
+    seekers = split_seekers(Path(run_dir) / "data", n, seed=cfg.seed)
     prompts = [make_prompt(s["cv_text"]) for s in seekers]
     t0 = time.time()
     ppo_out = generate_from_config(model.policy, tok, prompts, cfg.generation, system_prompt=SYSTEM_PROMPT)
@@ -79,6 +80,8 @@ def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, r
         "sft": {"report": oracle_report(seekers, sft_texts, oracle), "rm_score_mean": float(rm_sft.mean())},
         "texts": {"ppo": ppo_out.texts, "sft": sft_texts},
     }
+    # PPO minus SFT on the same seekers: paired intervals, n and p-values (exact McNemar on rates).
+    result["paired"] = compare_reports(result["ppo"]["report"], result["sft"]["report"], seed=cfg.seed)
     if p.eval_kl and seekers:
         t0 = time.time()
         batch = build_batch(chat_prompt_ids(tok, prompts, SYSTEM_PROMPT), ppo_out.response_ids,

@@ -13,10 +13,22 @@ missing-EOS penalty), on the same number of episodes, and evaluate it with the s
   of the *other* ``G - 1`` completions of its prompt (leave-one-out).
 
 Both score whole completions, so every token of a completion shares its advantage: cheaper (no
-value head, no GAE) but coarser credit assignment. Outputs in ``<run-dir>/<algo>/``:
+value head, no GAE) but coarser credit assignment.
+
+**Compare the arms at equal achieved KL, not at equal β.** The same number ``ppo.kl_coef`` is
+not the same leash: PPO puts ``β · k1`` in the *reward*, summed over a response's tokens (and
+carried back by GAE), while TRL's GRPO/RLOO put ``β · k3`` in the *loss*, averaged per token.
+So each arm reports the KL it actually reached, measured the same way: ``achieved_kl`` (=
+``eval.kl_exact_mean``), the exact ``KL(π || π_SFT)`` summed along its greedy eval JDs
+(:func:`girl_lib.stages.ppo.evaluate.exact_kl_along`). A fair comparison plots the oracle's
+gain against that KL (e.g. a β sweep per arm), not one β for all. TRL's own logged ``kl``
+(``final_kl_trl``) is a per-token mean on the rollouts: not comparable with PPO's.
+
+Outputs in ``<run-dir>/<algo>/``:
 ``adapter/``, ``metrics.json`` (same layout as PPO's: ``eval.sft``/``eval.ppo`` hold the SFT
-arm and *this* algorithm's arm), ``log_history.json`` (TRL's log, with the oracle on the
-rollouts), ``profile.json``, ``manifest.json``.
+arm and *this* algorithm's arm), ``score_norm.json`` (the reward's statistics on the SFT
+policy's samples, computed as PPO does), ``log_history.json`` (TRL's log, with the oracle on
+the rollouts), ``profile.json``, ``manifest.json``.
 """
 from __future__ import annotations
 
@@ -30,11 +42,12 @@ from ...errors import GirlError
 from ...generators import load_sft_model
 from ...oracle_eval import oracle_report
 from ...rundir import ADAPTER, atomic_write_json, require_complete
-from ...scoring import load_reward_model, make_scorer
+from ...scoring import load_reward_model, make_scorer, raw_scorer
 from ...seeding import set_seed
 from ...training import peft_lora_config, precision_flags, save_adapter, to_chat
 from ...world import Oracle, load_split, make_prompt
 from .evaluate import evaluate
+from .normalize import score_norm
 from .policy import PolicyWithValueHead
 
 ALGOS = ("grpo", "rloo")
@@ -52,15 +65,17 @@ def _trl_classes(algo: str):
     raise GirlError(f"unknown algorithm '{algo}'; choose ppo, grpo or rloo")
 
 
-def make_reward_fn(cfg: Profile, run_dir: Path, rm, rm_tok, eos_id: int, seekers_by_id: dict, oracle):
+def make_reward_fn(cfg: Profile, rm, rm_tok, eos_id: int, seekers_by_id: dict, oracle,
+                   norm: tuple[float, float] | None = None):
     """The reward function TRL calls: PPO's reward, completion by completion.
 
-    :func:`girl_lib.scoring.make_scorer`'s standardised score (as in PPO), minus ``ppo.missing_eos_penalty``
+    :func:`girl_lib.scoring.make_scorer`'s standardised score (as in PPO, with ``norm`` from
+    :func:`girl_lib.stages.ppo.normalize.score_norm`), minus ``ppo.missing_eos_penalty``
     for a completion that never produced EOS. As a side effect it logs the oracle's verdict on
     the rollouts (``oracle/accept_rate`` ...) through TRL's ``log_metric``.
     """
     p = cfg.ppo
-    scorer = make_scorer(cfg, run_dir, rm, rm_tok, oracle)  # ppo.reward_source: the reward model or the oracle
+    scorer = make_scorer(cfg, rm, rm_tok, oracle, norm)  # ppo.reward_source: the reward model or the oracle
 
     def reward_fn(prompts, completions, completion_ids, seeker_id, log_metric=None, **_):
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
@@ -128,21 +143,21 @@ def run_stage(cfg: Profile, run_dir: Path, algo: str) -> dict:
     """``girl ppo --algo grpo|rloo``: train with TRL, evaluate like PPO, write ``<run_dir>/<algo>/``."""
     _, trainer_cls = _trl_classes(algo)
     run_dir = Path(run_dir)
-    data_dir = require_complete(run_dir, "data")
-    require_complete(run_dir, "sft")
-    require_complete(run_dir, "reward")
+    data_dir, _, _ = (require_complete(run_dir, stage) for stage in ("data", "sft", "reward"))
     out = run_dir / algo
     out.mkdir(parents=True, exist_ok=True)
     p = cfg.ppo
 
-    sft_model, tok = load_sft_model(cfg, run_dir)
-    merged = sft_model.merge_and_unload()  # the reference: TRL disables the LoRA it adds on top
+    merged, tok = load_sft_model(cfg, run_dir)
+    merged = merged.merge_and_unload()  # the reference: TRL disables the LoRA it adds on top
     rm, rm_tok = load_reward_model(cfg, run_dir)
     oracle = Oracle(noise=cfg.data.recruiter_noise)
     pool = load_split(data_dir, "seekers", "train")
     dataset = prompt_dataset(pool, p)
     args = trl_args(cfg, algo, out / "trainer")
-    reward_fn = make_reward_fn(cfg, run_dir, rm, rm_tok, tok.eos_token_id, {s["id"]: s for s in pool}, oracle)
+    # The same normaliser as PPO's: the merged SFT model is the starting policy, sampled the same way.
+    norm = score_norm(out, cfg, merged, tok, pool, raw_scorer(cfg, rm, rm_tok, oracle), resume=False, write=True)
+    reward_fn = make_reward_fn(cfg, rm, rm_tok, tok.eos_token_id, {s["id"]: s for s in pool}, oracle, norm)
     reward_fn.__name__ = "reward_model"
     set_seed(p.seed)
     trainer = trainer_cls(model=merged, reward_funcs=reward_fn, args=args, train_dataset=dataset,
@@ -164,10 +179,13 @@ def run_stage(cfg: Profile, run_dir: Path, algo: str) -> dict:
         "seconds_per_iteration": round(train_seconds / max(1, p.iterations), 2),
         "eval": {k: v for k, v in ev.items() if k != "texts"},
         "accept_rate_gain": arm_r.get("accept_rate", 0) - sft_r.get("accept_rate", 0),
+        "accept_rate_diff": ev["paired"]["accept_rate"],  # the same, with its paired CI, n and p
         "p_accept_gain": arm_r.get("p_accept", 0) - sft_r.get("p_accept", 0),
         "seeker_interest_change": arm_r.get("seeker_interest", 0) - sft_r.get("seeker_interest", 0),
         "rm_score_gain": ev["ppo"]["rm_score_mean"] - ev["sft"]["rm_score_mean"],
-        "final_kl": next((h.get("kl") for h in reversed(logs) if "kl" in h), None),
+        # The KL to the SFT model reached, measured as PPO's is (compare arms at equal achieved KL).
+        "achieved_kl": ev.get("kl_exact_mean"),
+        "final_kl_trl": next((h.get("kl") for h in reversed(logs) if "kl" in h), None),  # TRL's per-token k3 mean
     }
     atomic_write_json(out / "eval_texts.json", {"seeker_ids": ev["seeker_ids"], **ev["texts"]})
     atomic_write_json(out / "log_history.json", logs)
@@ -175,8 +193,11 @@ def run_stage(cfg: Profile, run_dir: Path, algo: str) -> dict:
     (out / "profile.json").write_text(cfg.to_json())
     return {"algo": algo, "iterations": p.iterations, "sft_accept_rate": sft_r.get("accept_rate"),
             f"{algo}_accept_rate": arm_r.get("accept_rate"), "accept_rate_gain": metrics["accept_rate_gain"],
+            "accept_rate_gain_ci": ev["paired"]["accept_rate"]["ci"],
+            "accept_rate_gain_p": ev["paired"]["accept_rate"]["p_value"],
             "p_accept_gain": metrics["p_accept_gain"], "rm_score_gain": metrics["rm_score_gain"],
-            "kl_exact_eval": ev.get("kl_exact_mean"), "seconds_per_iteration": metrics["seconds_per_iteration"]}
+            "kl_exact_eval": ev.get("kl_exact_mean"), "achieved_kl": ev.get("kl_exact_mean"),
+            "seconds_per_iteration": metrics["seconds_per_iteration"]}
 
 
 def read_metrics(run_dir: Path, algo: str) -> dict:

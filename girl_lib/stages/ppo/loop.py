@@ -8,10 +8,10 @@ docstring of :mod:`girl_lib.stages.ppo`.
 from __future__ import annotations
 
 import json
+import math
 import os
-import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,14 +22,17 @@ from ...errors import GirlError
 from ...generators import load_policy
 from ...oracle_eval import oracle_report
 from ...rundir import require_complete
-from ...scoring import load_reward_model, make_scorer, score_head
-from ...textgen import GenerationOutput, chat_prompt_ids, generate
+from ...scoring import load_reward_model, make_scorer, raw_scorer
+from ...textgen import GenerationOutput, chat_prompt_ids
 from ...world import SYSTEM_PROMPT, Oracle, load_split, make_prompt
 from .checkpoint import (ADAPTER, LOG, _append_log, _fresh_start, _truncate_log, config_fingerprint,
                          find_checkpoint, load_value_head, save_checkpoint)
-from .core import AdaptiveKLController, FixedKLController, masked_mean, sequence_lengths
+from .core import (K3_IN_REWARD, AdaptiveKLController, FixedKLController, explained_variance, masked_mean,
+                   sequence_lengths)
+from .normalize import score_norm
 from .policy import PolicyWithValueHead
-from .rollout import apply_missing_eos_penalty, build_batch, compute_advantages, rollout_forward
+from .rollout import (apply_missing_eos_penalty, build_batch, compute_advantages, mean_return,
+                      rollout_forward, sample_responses)
 from .update import ppo_update
 
 # Every line of log.jsonl has these keys (TRL's names where TRL has one).
@@ -38,7 +41,7 @@ LOG_KEYS = (
     "objective/kl", "objective/entropy", "objective/non_score_reward", "objective/scores",
     "objective/rlhf_reward",
     "policy/approxkl_avg", "policy/clipfrac_avg", "loss/policy_avg", "loss/value_avg",
-    "val/clipfrac_avg", "val/ratio", "val/ratio_var", "val/num_eos_tokens", "eos_rate",
+    "val/clipfrac_avg", "val/ratio", "val/ratio_var", "val/num_eos_tokens", "val/explained_variance", "eos_rate",
     "response_length_mean",
     "oracle/p_accept", "oracle/accept_rate", "oracle/seeker_interest", "oracle/two_sided_rate",
     "oracle/parse_rate",
@@ -110,14 +113,20 @@ def _reduce_mean(accelerator, values: dict[str, float]) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 # Setup: settings, resume or start fresh, the models
 # --------------------------------------------------------------------------------------------
+VALUE_HEAD_INITS = ("zero", "mean_return")
+VALUE_HEAD_INIT_REMOVED = ("ppo.value_head_init=reward was removed: the reward model's score head reads that model's "
+                           "own (12-layer) features, not the policy's last layer; use mean_return (or zero)")
+
+
 def check_settings(p) -> None:
     """Refuse ``ppo.*`` settings the loop cannot run with, before anything is loaded."""
     if p.minibatch_size < 1 or p.micro_batch_size < 1 or p.rollout_batch_size < 1 or p.ppo_epochs < 1:
         raise GirlError("ppo.rollout_batch_size, minibatch_size, micro_batch_size and ppo_epochs must be >= 1")
-    if p.kl_estimator not in ("k1", "k3"):
-        raise GirlError(f"ppo.kl_estimator must be k1 or k3, got '{p.kl_estimator}'")
-    if p.value_head_init not in ("zero", "reward"):
-        raise GirlError(f"ppo.value_head_init must be zero or reward, got '{p.value_head_init}'")
+    if p.kl_estimator != "k1":
+        raise GirlError(K3_IN_REWARD if p.kl_estimator == "k3" else f"ppo.kl_estimator must be k1, got '{p.kl_estimator}'")
+    if p.value_head_init not in VALUE_HEAD_INITS:
+        raise GirlError(VALUE_HEAD_INIT_REMOVED if p.value_head_init == "reward" else
+                        f"ppo.value_head_init must be zero or mean_return, got '{p.value_head_init}'")
 
 
 def resume_or_start(ctx: _Context, p) -> tuple[Path | None, dict | None]:
@@ -150,9 +159,9 @@ def resume_or_start(ctx: _Context, p) -> tuple[Path | None, dict | None]:
 def build_models(cfg: Profile, run_dir: Path, accelerator, ckpt: Path | None, state: dict | None) -> _Models:
     """The policy with its value head, the reward model, AdamW and the KL controller.
 
-    Fresh (``state is None``): a new PPO LoRA on the merged SFT model, the value head at zero or
-    copied from the reward model's score layer. Resumed: the checkpoint's adapter, value head,
-    optimizer state and β.
+    Fresh (``state is None``): a new PPO LoRA on the merged SFT model, the value head at zero
+    (with ``mean_return`` its bias is set in iteration 1: :func:`warm_start_value_head`).
+    Resumed: the checkpoint's adapter, value head, optimizer state and β.
     """
     p = cfg.ppo
     resume = state is not None
@@ -162,9 +171,6 @@ def build_models(cfg: Profile, run_dir: Path, accelerator, ckpt: Path | None, st
     rm.to(accelerator.device)
     if resume:
         load_value_head(model, ckpt / "value_head.safetensors")
-    elif p.value_head_init == "reward":
-        with torch.no_grad():
-            model.value_head.weight.copy_(score_head(rm).detach().float().reshape(1, -1))
     lora_params = [prm for prm in model.policy.parameters() if prm.requires_grad]
     head_params = list(model.value_head.parameters())
     # [detail] AdamW on the LoRA and the value head only (the base weights stay frozen); eps as TRL.
@@ -189,25 +195,20 @@ def build_models(cfg: Profile, run_dir: Path, accelerator, ckpt: Path | None, st
 # --------------------------------------------------------------------------------------------
 def rollout(model: PolicyWithValueHead, tok, pool: list[dict], cfg: Profile, seed: int) -> Rollout:
     """Steps (1)-(4): draw seekers, sample a JD for each, tensorise, run the no-grad forward passes."""
-    p, g = cfg.ppo, cfg.generation
+    p = cfg.ppo
     times: dict[str, float] = {}
-    # (1) a fresh batch of train seekers, each process its own
-    seekers = random.Random(seed).sample(pool, min(p.rollout_batch_size, len(pool)))
-    prompts = [make_prompt(s["cv_text"]) for s in seekers]
-
-    # (2) sample a JD for each: [detail] plain temperature sampling, top_k=0, top_p=1
+    # (1)-(2) a fresh batch of train seekers (each process its own), a sampled JD for each:
+    # [detail] plain temperature sampling, top_k=0, top_p=1; the fast path may sample in bf16
     t0 = time.time()
-    gen = generate(model.policy, tok, prompts, system_prompt=SYSTEM_PROMPT, max_new_tokens=g.max_new_tokens,
-                   batch_size=g.batch_size, do_sample=True, temperature=p.temperature, top_k=0, top_p=1.0,
-                   seed=seed, fast_dtype=g.fast_dtype, num_threads=g.num_threads,
-                   fast_decode=g.fast_decode)  # fp32 log-probs below
+    seekers, gen = sample_responses(model.policy, tok, pool, cfg, seed)
+    prompts = [make_prompt(s["cv_text"]) for s in seekers]
     times["generation_s"] = time.time() - t0
 
     # (3) prompt+response tensors, cut at EOS
     batch = build_batch(chat_prompt_ids(tok, prompts, SYSTEM_PROMPT), gen.response_ids,
                         tok.pad_token_id, tok.eos_token_id)
 
-    # (4) old log-probs, values, entropy; reference log-probs (adapter disabled)
+    # (4) old log-probs, values, entropy; reference log-probs (adapter disabled): all float32
     t0 = time.time()
     fwd_bs = max(p.micro_batch_size, 1)
     pol = rollout_forward(model, batch, p.temperature, fwd_bs)
@@ -259,6 +260,8 @@ def iteration_stats(batch: dict, ro: Rollout, sc: Scored, mb_stats: list[dict], 
         "val/ratio": ratios.mean(),
         "val/ratio_var": ratios.var(unbiased=False),
         "val/num_eos_tokens": batch["finished"].sum(),
+        # the rollout's values (before this update) against the returns they helped compute
+        "val/explained_variance": explained_variance(batch["values"], batch["returns"], mask),
         "val/mean": masked_mean(batch["values"], mask),
         "eos_rate": batch["finished"].float().mean(),
         "response_length_mean": sequence_lengths(mask).float().mean(),
@@ -288,6 +291,25 @@ def log_iteration(ctx: _Context, p, row: dict, times: dict[str, float]) -> None:
             f"opt {times['optimization_s']:.0f})")
 
 
+def warm_start_value_head(ctx: _Context, m: _Models, batch: dict, scores: torch.Tensor, beta: float, p) -> float:
+    """``ppo.value_head_init=mean_return``, iteration 1 of a fresh run: the value head's bias becomes
+    the mean return of this first rollout batch (averaged over processes), and the batch's values
+    with it (the head's weight is still 0, so the head outputs exactly its bias)."""
+    value = _reduce_mean(ctx.accelerator, {"v": mean_return(batch, scores, beta, p)})["v"]
+    with torch.no_grad():
+        m.unwrapped.value_head.bias.fill_(value)
+    mask = batch["response_mask"]
+    batch["values"] = torch.where(mask, torch.full_like(batch["values"], value), torch.zeros_like(batch["values"]))
+    return value
+
+
+def update_settings(p, iteration: int):
+    """The ``ppo.*`` settings of this iteration's update: no value clipping while the value head
+    warms up (iterations ``<= ppo.value_warmup_iterations``). A head that starts far from the
+    returns (order 1) would otherwise close only ``ppo.cliprange_value`` of the gap per iteration."""
+    return replace(p, cliprange_value=math.inf) if iteration <= p.value_warmup_iterations else p
+
+
 def save_iteration(ctx: _Context, m: _Models, iteration: int, episodes: int) -> None:
     """Step (9): every process waits, the main one writes ``ppo/checkpoint/`` (atomically), all wait again."""
     ctx.accelerator.wait_for_everyone()
@@ -313,12 +335,15 @@ def ppo_iterations(cfg: Profile, ctx: _Context, m: _Models, pool: list[dict], or
         ro = rollout(m.unwrapped, m.tok, pool, cfg, seed)
         # (5) scores (reward model or oracle, minus the missing-EOS penalty)
         sc = score_rollout(ro, scorer, oracle, p)
-        # (6) per-token rewards, GAE, whitened advantages
+        # (6) per-token rewards, GAE, whitened advantages (a fresh value head first starts at the mean return)
         beta = m.kl_ctl.value
+        if iteration == 1 and p.value_head_init == "mean_return":
+            warm_start_value_head(ctx, m, ro.batch, sc.scores, beta, p)
         batch = compute_advantages(ro.batch, sc.scores, beta, p)
-        # (7) PPO epochs over shuffled, micro-batched minibatches
+        # (7) PPO epochs over shuffled, micro-batched minibatches (value loss unclipped while it warms up)
         t0 = time.time()
-        mb_stats = ppo_update(m.model, m.optimizer, batch, p, seed, ctx.accelerator, m.param_groups)
+        mb_stats = ppo_update(m.model, m.optimizer, batch, update_settings(p, iteration), seed, ctx.accelerator,
+                              m.param_groups)
         times = {**ro.times, **sc.times, "optimization_s": time.time() - t0}
         # (8) statistics, averaged over processes; then adapt beta
         row = _reduce_mean(ctx.accelerator, iteration_stats(batch, ro, sc, mb_stats, times, t_iter))
@@ -365,7 +390,12 @@ def train(cfg: Profile, run_dir: Path, log=print) -> dict:
     if not pool:
         raise GirlError(f"{data_dir / 'seekers.jsonl'} has no train seekers")
     oracle = Oracle(noise=cfg.data.recruiter_noise)
-    scorer = make_scorer(cfg, run_dir, m.rm, m.rm_tok, oracle)  # step (5): the reward model, or the oracle
+    # step (5): the reward model (or the oracle), standardised on the starting (SFT) policy's own samples
+    raw = raw_scorer(cfg, m.rm, m.rm_tok, oracle)
+    with m.unwrapped.policy.disable_adapter():  # the SFT model, whatever the checkpoint holds
+        norm = score_norm(ctx.out, cfg, m.unwrapped.policy, m.tok, pool, raw, resume=state is not None,
+                          write=ctx.is_main, log=ctx.say)
+    scorer = make_scorer(cfg, m.rm, m.rm_tok, oracle, norm)
     ranks = [int(r) for r in accelerator.gather(torch.tensor([ctx.rank], device=accelerator.device)).cpu()]
     pids = [int(r) for r in accelerator.gather(torch.tensor([os.getpid()], device=accelerator.device)).cpu()]
     ctx.say(f"[girl] ppo: {ctx.world} process(es), ranks {ranks}; iterations {start_iteration + 1}..{p.iterations}, "

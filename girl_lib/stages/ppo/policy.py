@@ -24,9 +24,19 @@ class PolicyWithValueHead(nn.Module):
     positions only, ``(logits [B, R, vocab], values [B, R])``. Position ``t`` holds the
     prediction *of* response token ``t`` (the hidden state of the token before it): the state
     in which the policy chose action ``t``, and that state's value.
+
+    Every pass through it is float32: a policy loaded in a half type (``model.dtype=bfloat16``)
+    is upcast here, in place (each bf16 value is exact in float32: the same model, computed
+    without bf16's 8-bit rounding, which would move a log-prob of a logit ~20 by ~0.1 and make
+    PPO's ratios and KL noise). bf16 stays on the fast rollout path only (girl_lib.textgen).
+
+    The value head starts at zero; the loop may then set its bias to the mean return of the
+    first rollout batch (``ppo.value_head_init=mean_return``).
     """
     def __init__(self, policy, value_backbone_grad: bool = False):
         super().__init__()
+        if any(p.is_floating_point() and p.dtype != torch.float32 for p in policy.parameters()):
+            policy.float()
         self.policy = policy
         hidden_size = policy.get_base_model().config.hidden_size
         self.value_head = nn.Linear(hidden_size, 1)

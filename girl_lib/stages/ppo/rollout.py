@@ -1,16 +1,35 @@
 """Rollouts: prompts and sampled responses as tensors, the no-grad forward passes, rewards and advantages."""
 from __future__ import annotations
 
+import random
 from contextlib import nullcontext
 from typing import Sequence
 
 import torch
 
 from ...errors import GirlError
-from ...textgen import left_pad
+from ...textgen import GenerationOutput, generate, left_pad
+from ...world import SYSTEM_PROMPT, make_prompt
 from .core import (compute_gae, compute_rewards, entropy_from_logits, first_true_indices,
-                   logprobs_from_logits, masked_whiten, sequence_lengths, truncate_after_eos)
+                   logprobs_from_logits, masked_mean, masked_whiten, sequence_lengths, truncate_after_eos)
 from .policy import PolicyWithValueHead
+
+
+def sample_responses(policy, tok, pool: list[dict], cfg, seed: int) -> tuple[list[dict], GenerationOutput]:
+    """``ppo.rollout_batch_size`` seekers drawn from ``pool`` and one sampled JD each: the sampler of PPO.
+
+    [detail] Plain temperature sampling (``top_k=0``, ``top_p=1``) at ``ppo.temperature``, through
+    the fast rollout path of ``generation.*`` (bf16 weights where native; the log-probs are then
+    recomputed in float32). The score normaliser samples the starting policy with this same
+    function (:mod:`girl_lib.stages.ppo.normalize`).
+    """
+    p, g = cfg.ppo, cfg.generation
+    seekers = random.Random(seed).sample(pool, min(p.rollout_batch_size, len(pool)))
+    gen = generate(policy, tok, [make_prompt(s["cv_text"]) for s in seekers], system_prompt=SYSTEM_PROMPT,
+                   max_new_tokens=g.max_new_tokens, batch_size=g.batch_size, do_sample=True,
+                   temperature=p.temperature, top_k=0, top_p=1.0, seed=seed, fast_dtype=g.fast_dtype,
+                   num_threads=g.num_threads, fast_decode=g.fast_decode)
+    return seekers, gen
 
 
 def build_batch(query_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
@@ -115,6 +134,19 @@ def apply_missing_eos_penalty(scores: torch.Tensor, finished: torch.Tensor, pena
     ``max_new_tokens`` whenever the reward model happens to like longer text.
     """
     return scores - penalty * (~finished).to(scores.dtype)
+
+
+def mean_return(batch: dict, scores: torch.Tensor, kl_coef: float, p) -> float:
+    """The mean Monte-Carlo return (reward-to-go, ``V = 0``, ``λ = 1``) over a batch's real tokens.
+
+    Where ``ppo.value_head_init=mean_return`` starts the value head's bias: a zero head would
+    leave GAE (``λ = 0.95``) a baseline off by the whole mean return at every token, and the
+    clipped value loss could close only ``ppo.cliprange_value`` of that gap per iteration.
+    """
+    mask = batch["response_mask"]
+    rewards, _, _ = compute_rewards(scores, batch["logprobs"], batch["ref_logprobs"], mask, kl_coef, p.kl_estimator)
+    _, returns = compute_gae(rewards, torch.zeros_like(rewards), mask, p.gamma, 1.0)
+    return float(masked_mean(returns, mask))
 
 
 def compute_advantages(batch: dict, scores: torch.Tensor, kl_coef: float, p) -> dict:

@@ -45,9 +45,12 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
             "final_rollout": {k: rows[-1][k] for k in LOG_KEYS if k in rows[-1]} if rows else {},
             "eval": {k: v for k, v in ev.items() if k != "texts"},
             "accept_rate_gain": ppo_r.get("accept_rate", 0) - sft_r.get("accept_rate", 0),
+            "accept_rate_diff": ev["paired"]["accept_rate"],  # the same, with its paired CI, n and p
             "p_accept_gain": ppo_r.get("p_accept", 0) - sft_r.get("p_accept", 0),
             "seeker_interest_change": ppo_r.get("seeker_interest", 0) - sft_r.get("seeker_interest", 0),
             "rm_score_gain": ev["ppo"]["rm_score_mean"] - ev["sft"]["rm_score_mean"],
+            # The KL to the SFT model reached, measured as every arm's is (compare arms at equal achieved KL).
+            "achieved_kl": ev.get("kl_exact_mean"),
         }
         atomic_write_json(out / "eval_texts.json", {"seeker_ids": ev["seeker_ids"], **ev["texts"]})
         atomic_write_json(out / "metrics.json", metrics)
@@ -57,10 +60,12 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
             "reward_source": cfg.ppo.reward_source,
             "sft_accept_rate": sft_r.get("accept_rate"), "ppo_accept_rate": ppo_r.get("accept_rate"),
             "accept_rate_gain": metrics["accept_rate_gain"],
+            "accept_rate_gain_ci": ev["paired"]["accept_rate"]["ci"],
+            "accept_rate_gain_p": ev["paired"]["accept_rate"]["p_value"], "n_eval_seekers": ev["n_seekers"],
             "sft_seeker_interest": sft_r.get("seeker_interest"), "ppo_seeker_interest": ppo_r.get("seeker_interest"),
             "sft_rm_score": ev["sft"]["rm_score_mean"], "ppo_rm_score": ev["ppo"]["rm_score_mean"],
             "final_rollout_kl": rows[-1]["objective/kl"] if rows else None,
-            "kl_exact_eval": ev.get("kl_exact_mean"),
+            "kl_exact_eval": ev.get("kl_exact_mean"), "achieved_kl": ev.get("kl_exact_mean"),
             "seconds_per_iteration": time_split.get("iteration_s"),
         }
     accelerator.wait_for_everyone()
