@@ -54,7 +54,9 @@ def decode_step_ops(model, tok, prompts, steps: int = 16, top: int = 8, **kw) ->
         runs[new] = ({e.key: e.self_cpu_time_total for e in prof.key_averages()}, out)
     (short, first), (long, out) = runs[1], runs[1 + steps]
     done = max(out.num_tokens) - 1  # decode steps the longer call really ran (all rows may stop early)
-    per_step = {k: (v - short.get(k, 0.0)) / max(done, 1) / 1000 for k, v in long.items()}  # us -> ms
+    # us -> ms per step; an op cannot take negative time: a negative difference is timing noise
+    # (a busy machine), clipped so the split still adds up to the profiled step.
+    per_step = {k: max(0.0, (v - short.get(k, 0.0)) / max(done, 1) / 1000) for k, v in long.items()}
     ranked = sorted(per_step.items(), key=lambda kv: -kv[1])
     return {"prefill_s": round(first.seconds, 3), "decode_steps": done,
             "decode_step_ms": round((out.seconds - first.seconds) / max(done, 1) * 1000, 1),

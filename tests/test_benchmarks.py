@@ -49,7 +49,8 @@ def test_bench_generate(tmp_path):
     assert set(r["speedup_fast_over_plain"]) == {"b1_t1", "b3_t1"}
     for ops in r["decode_ops"].values():  # the per-step op split adds up to (at most) the profiled step
         assert set(r["decode_ops"]) == {"plain", "fast"} and ops["prefill_s"] > 0 and 1 <= ops["decode_steps"] <= 16
-        assert 0 < sum(o["ms"] for o in ops["top"]) <= ops["profiled_step_ms"] + 0.05
+        # each op is rounded to 0.01 ms and the step to 0.1 ms: that is all the slack the sum needs
+        assert 0 < sum(o["ms"] for o in ops["top"]) <= ops["profiled_step_ms"] + 0.005 * len(ops["top"]) + 0.05
         assert [o["ms"] for o in ops["top"]] == sorted((o["ms"] for o in ops["top"]), reverse=True)
     c = r["check"]
     assert 0.0 <= c["greedy_identical_share"] <= 1.0 and c["tokens"] > 0
