@@ -90,3 +90,19 @@ def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, r
         result["kl_exact_mean"] = float(kl.mean())
         result["kl_seconds"] = round(time.time() - t0, 1)
     return result
+
+
+def versus_sft(ev: dict) -> dict:
+    """The figures of an RL arm against SFT that every arm's ``metrics.json`` holds (PPO, GRPO, RLOO)."""
+    arm, sft = ev["ppo"]["report"], ev["sft"]["report"]
+    return {
+        "eval": {k: v for k, v in ev.items() if k != "texts"},
+        "accept_rate_gain": arm.get("accept_rate", 0) - sft.get("accept_rate", 0),
+        "accept_rate_diff": ev["paired"]["accept_rate"],  # the same, with its paired CI, n and p
+        "p_accept_gain": arm.get("p_accept", 0) - sft.get("p_accept", 0),
+        "seeker_interest_change": arm.get("seeker_interest", 0) - sft.get("seeker_interest", 0),
+        "rm_score_gain": ev["ppo"]["rm_score_mean"] - ev["sft"]["rm_score_mean"],
+        # The KL to the SFT model reached, measured the same way for every arm: compare arms at
+        # equal achieved KL, not at equal beta.
+        "achieved_kl": ev.get("kl_exact_mean"),
+    }

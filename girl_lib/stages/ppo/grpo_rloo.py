@@ -46,7 +46,7 @@ from ...scoring import load_reward_model, make_scorer, raw_scorer
 from ...seeding import set_seed
 from ...training import peft_lora_config, precision_flags, save_adapter, to_chat
 from ...world import Oracle, load_split, make_prompt
-from .evaluate import evaluate
+from .evaluate import evaluate, versus_sft
 from .normalize import score_norm
 from .policy import PolicyWithValueHead
 
@@ -177,14 +177,7 @@ def run_stage(cfg: Profile, run_dir: Path, algo: str) -> dict:
         "episodes": p.iterations * p.rollout_batch_size, "group_size": p.group_size,
         "optimizer_steps": trainer.state.global_step, "train_seconds": round(train_seconds, 1),
         "seconds_per_iteration": round(train_seconds / max(1, p.iterations), 2),
-        "eval": {k: v for k, v in ev.items() if k != "texts"},
-        "accept_rate_gain": arm_r.get("accept_rate", 0) - sft_r.get("accept_rate", 0),
-        "accept_rate_diff": ev["paired"]["accept_rate"],  # the same, with its paired CI, n and p
-        "p_accept_gain": arm_r.get("p_accept", 0) - sft_r.get("p_accept", 0),
-        "seeker_interest_change": arm_r.get("seeker_interest", 0) - sft_r.get("seeker_interest", 0),
-        "rm_score_gain": ev["ppo"]["rm_score_mean"] - ev["sft"]["rm_score_mean"],
-        # The KL to the SFT model reached, measured as PPO's is (compare arms at equal achieved KL).
-        "achieved_kl": ev.get("kl_exact_mean"),
+        **versus_sft(ev),
         "final_kl_trl": next((h.get("kl") for h in reversed(logs) if "kl" in h), None),  # TRL's per-token k3 mean
     }
     atomic_write_json(out / "eval_texts.json", {"seeker_ids": ev["seeker_ids"], **ev["texts"]})

@@ -9,7 +9,7 @@ from ...config import Profile
 from ...rundir import atomic_write_json
 from ...training import save_adapter
 from .checkpoint import ADAPTER, CHECKPOINT, read_log
-from .evaluate import evaluate
+from .evaluate import evaluate, versus_sft
 from .loop import LOG_KEYS, train
 
 
@@ -43,14 +43,7 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
             "seconds_per_iteration": time_split,
             "final_kl_coef": res["final_kl_coef"],
             "final_rollout": {k: rows[-1][k] for k in LOG_KEYS if k in rows[-1]} if rows else {},
-            "eval": {k: v for k, v in ev.items() if k != "texts"},
-            "accept_rate_gain": ppo_r.get("accept_rate", 0) - sft_r.get("accept_rate", 0),
-            "accept_rate_diff": ev["paired"]["accept_rate"],  # the same, with its paired CI, n and p
-            "p_accept_gain": ppo_r.get("p_accept", 0) - sft_r.get("p_accept", 0),
-            "seeker_interest_change": ppo_r.get("seeker_interest", 0) - sft_r.get("seeker_interest", 0),
-            "rm_score_gain": ev["ppo"]["rm_score_mean"] - ev["sft"]["rm_score_mean"],
-            # The KL to the SFT model reached, measured as every arm's is (compare arms at equal achieved KL).
-            "achieved_kl": ev.get("kl_exact_mean"),
+            **versus_sft(ev),
         }
         atomic_write_json(out / "eval_texts.json", {"seeker_ids": ev["seeker_ids"], **ev["texts"]})
         atomic_write_json(out / "metrics.json", metrics)
