@@ -2,8 +2,8 @@
 
 Each row reads a paired difference (or a bootstrap difference) that a stage already wrote with
 its interval, n and p-value, and turns it into a verdict with :func:`girl_lib.stats.verdict`:
-*reproduced* when the whole 95 % interval lies above zero, *not reproduced* when it lies below,
-*inconclusive at this n* when it straddles zero. Nothing here is typed in by hand: a claim whose
+*reproduced* when the whole 95 % interval lies above zero and the paired test agrees (p < 0.05),
+*not reproduced* when the interval lies below zero, *inconclusive at this n* otherwise. Nothing here is typed in by hand: a claim whose
 stage has not run is simply absent.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ PAPER_GENREC = "GenRec (arXiv 2307.00457)"
 def _row(claim: str, paper: str, measure: str, d: dict, percent: bool) -> dict:
     return {"claim": claim, "paper": paper, "measure": measure, "effect": d.get("diff"), "ci": d.get("ci"),
             "n": d.get("n"), "p_value": d.get("p_value"), "test": d.get("test"),
-            "verdict": verdict(d.get("ci") or [None, None]), "percent": percent}
+            "verdict": verdict(d.get("ci") or [None, None], p_value=d.get("p_value")), "percent": percent}
 
 
 def generation_claims(ev: dict) -> list[dict]:

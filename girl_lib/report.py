@@ -33,8 +33,9 @@ def write_report(run_dir: Path, profile: str) -> Path:
             lines.append(f"| {stage.name} | not run | | |")
 
     lines += ["", "## The papers' claims", "",
-              "Each verdict is computed from the 95 % interval of the effect: *reproduced* when it lies above "
-              "zero, *not reproduced* when below, *inconclusive* when it straddles zero.", ""]
+              "Each verdict is computed from the 95 % interval of the effect and its paired test: *reproduced* "
+              "when the interval lies above zero and p < 0.05, *not reproduced* when it lies below zero, "
+              "*inconclusive* otherwise.", ""]
     lines += claims_markdown(claims_for(run_dir))
     lines += report_markdown(run_dir)
     path = run_dir / "report.md"

@@ -148,18 +148,21 @@ def cluster_bootstrap(metric: Callable[..., float | None], *groups: Sequence, se
     return out
 
 
-def verdict(ci: Sequence[float | None], min_effect: float = 0.0) -> str:
-    """The claim "the effect is positive" judged from the effect's interval ``ci``.
+def verdict(ci: Sequence[float | None], min_effect: float = 0.0, p_value: float | None = None,
+            alpha: float = 0.05) -> str:
+    """The claim "the effect is positive" judged from the effect's interval ``ci`` (and its test).
 
-    * ``reproduced``: the whole interval lies above ``min_effect`` (and so above zero);
+    * ``reproduced``: the whole interval lies above ``min_effect`` (and so above zero) and, when
+      a paired test's ``p_value`` is given, it is below ``alpha`` too: with few discordant pairs
+      a percentile bootstrap interval can exclude zero while the exact test cannot;
     * ``not reproduced``: the whole interval lies below ``min_effect``: the data rule out an
       effect of the claimed size, or show it going the other way;
-    * ``inconclusive``: the interval straddles ``min_effect``: this n cannot tell.
+    * ``inconclusive``: anything else: this n cannot tell.
     """
     lo, hi = ci
     if lo is None or hi is None:
         return "inconclusive"
-    if lo > min_effect:
+    if lo > min_effect and (p_value is None or p_value < alpha):
         return "reproduced"
     if hi < min_effect:
         return "not reproduced"

@@ -113,6 +113,15 @@ def test_verdicts_on_constructed_intervals(ci, expected):
     assert stats.verdict(ci) == expected
 
 
+def test_verdict_needs_the_test_to_agree_with_the_interval():
+    # 5 discordant pairs of 32, all one way: the bootstrap interval excludes 0, the exact test does not.
+    a, b = [1] * 5 + [0] * 27, [0] * 32
+    d = stats.paired_difference(a, b)
+    assert d["ci"][0] > 0 and d["p_value"] == pytest.approx(2 / 32)
+    assert stats.verdict(d["ci"], p_value=d["p_value"]) == "inconclusive"
+    assert stats.verdict(d["ci"]) == "reproduced"  # the interval alone would have said so
+
+
 def test_verdict_with_a_minimum_effect():
     assert stats.verdict([0.02, 0.06], min_effect=0.10) == "not reproduced"  # rules out +10 points
     assert stats.verdict([0.12, 0.20], min_effect=0.10) == "reproduced"
