@@ -45,17 +45,9 @@ def machine() -> dict:
     """What the figures were measured on."""
     import torch
 
-    from girl_lib.models import cpu_has_native_bf16
+    from girl_lib.hardware import cpu_features, cpu_has_native_bf16
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    info = {**cpu_features(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cpu_native_bf16": cpu_has_native_bf16(), "torch": torch.__version__,
             "python": platform.python_version(), "load_avg_1m_start": round(START_LOAD, 2)}
     if torch.cuda.is_available():

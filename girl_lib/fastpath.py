@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from .errors import GirlError
-from .models import cpu_has_native_bf16, cuda_has_native_bf16
+from .hardware import cpu_has_native_bf16
+from .models import cuda_has_native_bf16
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

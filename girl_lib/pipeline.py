@@ -160,9 +160,14 @@ def _upstream_reason(name: str, recorded: dict, current: dict) -> str | None:
 
 
 def _settings_reason(name: str, recorded: dict, current: dict) -> str | None:
+    """Which settings differ; None when none does. A setting the kit gained after the stage was
+    made, at its default ``None`` (an optional input left off), changes nothing."""
     if recorded == current:
         return None
-    keys = [k for k in sorted(set(recorded) | set(current)) if recorded.get(k, "<unset>") != current.get(k, "<unset>")]
+    keys = [k for k in sorted(set(recorded) | set(current))
+            if recorded.get(k, "<unset>") != current.get(k, "<unset>") and not (k not in recorded and current[k] is None)]
+    if not keys:
+        return None
     shown = ", ".join(f"{k} {json.dumps(recorded.get(k))} -> {json.dumps(current.get(k))}" for k in keys[:3])
     more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
     return f"settings changed since it was {_MADE.get(name, 'trained')} ({shown}{more})"
@@ -188,7 +193,12 @@ def staleness(name: str, cfg: Profile, run_dir: Path) -> str | None:
         return "it was made by an older version of the kit, which did not record its inputs"
     settings = stage_settings(name, cfg)
     if inputs.get("settings_sha256") != _sha256(settings):
-        return _settings_reason(name, inputs.get("settings") or {}, settings) or "settings changed"
+        recorded = inputs.get("settings") or {}
+        if inputs.get("settings_sha256") != _sha256(recorded):
+            return "settings changed"  # the record does not match its own digest
+        reason = _settings_reason(name, recorded, settings)
+        if reason:
+            return reason
     return _upstream_reason(name, inputs.get("upstream") or {}, upstream_digests(name, run_dir))
 
 

@@ -3,8 +3,8 @@
 Layers, lowest first (a module may import from lower layers, and from its own package):
 
     errors → checks → config, seeding → rundir → world → models, metrics, stats, embed, plots → fastpath
-    → textgen, training, pooling, oracle_eval, claims, doctor, notebook → scoring, generators
-    → stages (each stage on its own) → pipeline → report → cli
+    → textgen, training, pooling, oracle_eval, claims, doctor, notebook, book → scoring, generators
+    → stages (each stage on its own) → pipeline, exercises → report → cli
 
 Internal imports sit at the top of each module, where a reader sees them.
 """
@@ -19,16 +19,17 @@ PKG = Path(__file__).resolve().parent.parent / "girl_lib"
 
 LAYERS = [
     ("errors",),
+    ("hardware",),
     ("checks",),
     ("config", "seeding"),
     ("rundir",),
     ("world",),
     ("models", "metrics", "stats", "embed", "plots"),
     ("fastpath",),
-    ("textgen", "training", "pooling", "oracle_eval", "claims", "doctor", "notebook"),
+    ("textgen", "training", "pooling", "oracle_eval", "claims", "doctor", "notebook", "book"),
     ("scoring", "generators"),
     ("stages",),
-    ("pipeline",),
+    ("pipeline", "exercises"),
     ("report",),
     ("cli",),
 ]

@@ -174,6 +174,23 @@ def test_settings_that_change_no_output_do_not_make_a_stage_stale(fake_stages, t
     assert said(out, "genrec")[-1].endswith("skipped (use --force to redo)")
 
 
+def test_a_setting_added_later_at_none_keeps_a_stage_current_but_a_value_does_not(fake_stages, tmp_path, capsys):
+    rd = tmp_path / "run"
+    assert cli(capsys, "run", "--profile", "smoke", "--run-dir", str(rd))[0] == 0
+    cfg = resolve_profile("smoke")
+    manifest = read_manifest(rd / "genrec")
+    # As if genrec had been made before the kit knew genrec.instructions_json (default None).
+    recorded = {k: v for k, v in manifest["inputs"]["settings"].items() if k != "genrec.instructions_json"}
+    manifest["inputs"].update(settings=recorded, settings_sha256=pipeline._sha256(recorded))
+    (rd / "genrec" / "manifest.json").write_text(json.dumps(manifest))
+    assert pipeline.staleness("genrec", cfg, rd) is None
+    cfg.genrec.instructions_json = "records.json"
+    assert "genrec.instructions_json" in pipeline.staleness("genrec", cfg, rd)
+    manifest["inputs"]["settings_sha256"] = "0" * 64  # a record that does not match its own digest
+    (rd / "genrec" / "manifest.json").write_text(json.dumps(manifest))
+    assert pipeline.staleness("genrec", resolve_profile("smoke"), rd) == "settings changed"
+
+
 def test_one_table_names_settings_and_upstream_of_every_stage():
     names = [s.name for s in pipeline.STAGES]
     assert names == ["data", "sft", "reward", "ppo", "grpo", "rloo", "genrec", "evaluate"]
