@@ -206,8 +206,11 @@ class EvalConfig:
 
 @dataclass
 class GenRecConfig:
-    # Data: the world's sequences.jsonl, or a MovieLens folder (movies.csv + ratings.csv) when set.
+    # Data: the world's sequences.jsonl, or a MovieLens folder (movies.csv + ratings.csv, or ml-1m's
+    # movies.dat + ratings.dat) when set, or the GenRec paper's instruction JSON (a list of
+    # {instruction, input, output} records, split by record with the seed; data_samples/README.md).
     movielens_dir: str | None = None
+    instructions_json: str | None = None
     min_sequence_length: int = 5  # MovieLens users with fewer ratings are left out
     # Items shown in a prompt (and read by the baselines). Beam search processes each prompt
     # num_beams times, so on a CPU short prompts matter (cpu: 5 items, ~110 prompt tokens).

@@ -17,10 +17,12 @@ class GirlError(Exception):
 
 
 class DataError(GirlError):
-    """A data file is malformed. Names the file, the 1-based line and the field."""
+    """A data file is malformed. Names the file, the 1-based line (or, in a JSON list, the 0-based
+    index of the record) and the field."""
 
-    def __init__(self, path, line: int | None, field: str | None, message: str):
-        self.path, self.line, self.field, self.message = str(path), line, field, message
+    def __init__(self, path, line: int | None, field: str | None, message: str, *, record: int | None = None):
+        self.path, self.line, self.field, self.message, self.record = str(path), line, field, message, record
         where = self.path if line is None else f"{self.path}:{line}"
+        where += "" if record is None else f": record {record}"
         what = f" field '{field}'" if field else ""
         super().__init__(f"{where}:{what} {message}".replace(": ", ": ", 1))

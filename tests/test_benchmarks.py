@@ -116,3 +116,13 @@ def test_bench_matmul(tmp_path):
         for label in ("fp32", "bf16"):  # GFLOP/s is 2*m*k*n over the time per call (both rounded)
             assert x[f"{label}_gflops"] == pytest.approx(2 * x["rows"] * k * n / x[f"{label}_us"] / 1e3, rel=0.05, abs=0.1)
         assert x["bf16_speedup"] == pytest.approx(x["bf16_gflops"] / x["fp32_gflops"], rel=0.05, abs=0.01)
+
+
+def test_bench_genrec_trie(tmp_path):
+    r = run_bench("bench_genrec_trie.py", "--titles", "10000", "--users", "2", "--threads", "1", tmp_path=tmp_path)
+    assert r["titles"] == 10_000 and r["trie_nodes"] >= r["titles"]  # every title ends in its own EOS leaf
+    assert r["trie_build_s"] > 0 and 0 < r["trie_tracemalloc_held_mb"] <= r["trie_tracemalloc_peak_mb"]
+    assert r["users"] == 2 and 0 < r["constrained_beams"] <= 2 * r["num_beams"]
+    assert r["constrained_valid_share"] == 1.0  # a constrained beam is always a catalogue title
+    assert r["constrained_s_per_user"] > 0 and r["free_s_per_user"] > 0
+    assert r["allowed_us"] > 0 and r["allowed_us_tenth_catalogue"] > 0 and r["threads"] == 1

@@ -47,6 +47,21 @@ def test_doctor_json_on_tiny_model():
     assert report["device"]["type"] in ("cpu", "cuda", "mps")
     assert report["base_model"]["model_type"] == "llama" and report["base_model"]["source"] == "tiny"
     assert report["ok"] is True and report["problems"] == []
+    cpu = report["cpu"]
+    assert set(cpu["features"]) == {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                                    "amx_tile", "amx_bf16", "amx_int8"}
+    assert cpu["cpu_kind"] in ("amx", "avx512-bf16", "avx512", "avx2", "baseline", "unknown")
+
+
+def test_doctor_emulated_avx2_and_a_bad_kind(monkeypatch, capsys):
+    monkeypatch.setenv("GIRL_EMULATE_CPU", "avx2")
+    assert main(["doctor", "--no-model", "--profile", "smoke", "--json"]) == 0
+    cpu = json.loads(capsys.readouterr().out)["cpu"]
+    assert cpu["emulated"] == "avx2" and cpu["cpu_kind"] in ("avx2", "unknown")
+    assert not cpu["features"]["avx512f"] and not cpu["features"]["avx512_bf16"]
+    monkeypatch.setenv("GIRL_EMULATE_CPU", "zen9")
+    assert main(["doctor", "--no-model", "--profile", "smoke", "--json"]) == 2
+    assert "GIRL_EMULATE_CPU='zen9'" in capsys.readouterr().out
 
 
 def test_doctor_reports_missing_package(monkeypatch, capsys):
@@ -186,3 +201,39 @@ def test_recommend_on_a_700kb_cv_finishes_with_a_notice(smoke_cfg, smoke_run, tm
     assert captured.err.strip().splitlines()[0].startswith(f"girl recommend: note: CV file '{cv}' is ")
     rec = json.loads(captured.out)
     assert rec["arm"] == "sft" and len(rec["postings"]) == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# GenRec on the paper's instruction JSON: a bad file is one line naming file, record, field; exit 2
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("content, says", [
+    ('{"instruction": "x", "input": "a", "output": "b"}', "expected a JSON list of {instruction, input, output} "
+                                                          "records, got a JSON object"),
+    ('[{"instruction": "x", "input": "a", "output": "b"}, {"instruction": "x", "output": "b"}]',
+     "record 1: field 'input' missing"),
+    ('[{"instruction": "x", "input": 3, "output": "b"}]', "record 0: field 'input' expected a string, got a JSON number"),
+    ('[{"instruction": "x", "input": "a", "output": " "}]', "record 0: field 'output' is empty"),
+])
+def test_genrec_bad_instructions_json_exits_2_with_one_line(content, says, tmp_path, capsys):
+    path = tmp_path / "genrec.json"
+    path.write_text(content)
+    assert main(["genrec", "--profile", "smoke", "--run-dir", str(tmp_path / "run"),
+                 "--set", f"genrec.instructions_json={path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("girl genrec: error: ") and f"{path}: {says}" in err
+
+
+def test_genrec_bad_instructions_json_exits_2_as_a_process(tmp_path):
+    path = tmp_path / "genrec.json"
+    path.write_text('[{"instruction": "x", "input": "a", "output": "b"}, {"instruction": "x", "input": "a"}]')
+    res = run_cli("genrec", "--profile", "smoke", "--run-dir", str(tmp_path / "run"),
+                  "--set", f"genrec.instructions_json={path}")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert f"{path}: record 1: field 'output' missing" in res.stderr
+
+
+def test_genrec_two_data_sources_exit_2(tmp_path, capsys):
+    assert main(["genrec", "--profile", "smoke", "--run-dir", str(tmp_path / "run"),
+                 "--set", f"genrec.instructions_json={tmp_path / 'a.json'}",
+                 "--set", f"genrec.movielens_dir={tmp_path}"]) == 2
+    assert "set one of genrec.movielens_dir and genrec.instructions_json" in capsys.readouterr().err

@@ -12,8 +12,9 @@ from girl_lib.stages.genrec import decoding
 from girl_lib.stages.genrec import stage as genrec
 from girl_lib.config import apply_overrides
 from girl_lib.errors import DataError, GirlError
-from girl_lib.stages.genrec.sequences import (Example, Markov, Popularity, SASRecRecommender, from_records, hr_curve, job_names,
-                             leave_one_out, load_movielens, load_movielens_data, rank_metrics, unique_names)
+from girl_lib.stages.genrec.baselines import Markov, Popularity, SASRecRecommender
+from girl_lib.stages.genrec.sequences import (Example, from_records, hr_curve, job_names, leave_one_out, load_movielens,
+                                              load_movielens_data, rank_metrics, unique_names)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,17 +19,30 @@ class TitleTrie:
     title is tokenized on its own; ``tests/test_genrec.py`` checks this against the template).
     :meth:`allowed` returns the tokens that continue some title after the tokens generated so
     far; a beam can therefore only ever spell a whole catalogue title and then stop.
+
+    Cost: building tokenizes the titles in one batch call and touches each token once; a
+    decoding step walks ``len(generated)`` nodes (at most the longest title) and lists one node's
+    children, never the catalogue (``benchmarks/bench_genrec_trie.py`` measures it at 10,000+
+    titles).
     """
     def __init__(self, tokenizer, titles: Sequence[str]):
         self.eos = tokenizer.eos_token_id
         self.root: dict = {}
         self.max_len = 0
-        for title in titles:
-            ids = tokenizer.encode(title, add_special_tokens=False) + [self.eos]
+        self.n_nodes = 0
+        titles = list(dict.fromkeys(titles))
+        encoded = tokenizer(titles, add_special_tokens=False)["input_ids"] if titles else []
+        for ids in encoded:
+            ids = list(ids) + [self.eos]
             node = self.root
             for t in ids:
-                node = node.setdefault(t, {})
+                child = node.get(t)
+                if child is None:
+                    child = node[t] = {}
+                    self.n_nodes += 1
+                node = child
             self.max_len = max(self.max_len, len(ids))
+        self.n_titles = len(titles)
 
     def allowed(self, generated: Sequence[int]) -> list[int]:
         """Tokens allowed after ``generated``; ``[EOS]`` off the trie (never reached by a constrained beam)."""

@@ -1,9 +1,12 @@
-"""Sequences of items for next-item recommendation: loading, the leave-one-out split, baselines.
+"""Sequences of items for next-item recommendation: loading, the split, ranking metrics.
 
-GenRec (:mod:`girl_lib.stages.genrec`) and the classic recommenders it is compared with all read the
-same thing: for every user, the items they interacted with, in time order. Here that is a job
-seeker's applications (``<run-dir>/data/sequences.jsonl``) or, with the same code, a MovieLens
-user's ratings (``movies.csv`` + ``ratings.csv``, :func:`load_movielens`).
+GenRec (:mod:`girl_lib.stages.genrec`) and the classic recommenders it is compared with
+(:mod:`girl_lib.stages.genrec.baselines`) all read the same thing, a :class:`SequenceData`: for
+every user, the items they interacted with, in time order, and a name for every item. It comes
+from a job seeker's applications (``<run-dir>/data/sequences.jsonl``), from MovieLens ratings
+(:func:`load_movielens`: ``movies.csv`` + ``ratings.csv`` of ml-latest-small and ml-25m, or the
+``::``-separated ``movies.dat`` + ``ratings.dat`` of ml-1m), or from the GenRec paper's own
+instruction JSON (:mod:`girl_lib.stages.genrec.instructions`).
 
 **Items and their names.** A generative recommender reads and writes items as *text*, so every
 item needs a name that identifies it. In the synthetic world, job titles repeat (on the cpu
@@ -22,22 +25,14 @@ two items still share a name, appends the item id: ``"<name> [<id>]"``
 Every model is *fitted* on the train part only (``s_1 … s_{n-2}``); at test time it may *read* the
 whole history. Histories are cut to their last ``max_history`` items.
 
-**Baselines** (the same split, the same ranked-list metrics):
-
-* :class:`Popularity` — the most frequent training items, the same list for everybody.
-* :class:`Markov` — first-order transitions: after item ``a``, the items that most often followed
-  ``a`` in training; ties and short lists are filled by popularity.
-* :class:`SASRec` — Kang & McAuley (2018), a small causal transformer over item ids trained with
-  cross-entropy over all items; the ID-based stand-in for P5.
-
-Every recommender skips items already in the user's history when ``exclude_history`` is on (a
-seeker does not apply twice to one posting; a MovieLens user rates a film once).
+**Split by record.** The GenRec paper's records are already (history, next item) questions; its
+loader assigns each record to train, val or test (:attr:`SequenceData.splits`) and
+:func:`split_data` keeps that assignment (:func:`record_split`) instead of leave-one-out.
 """
 from __future__ import annotations
 
 import csv
 import math
-import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +74,13 @@ class SequenceData:
     """``sequences[user]`` = item ids in time order; ``names[item]`` = its unique catalogue name."""
     sequences: dict[str, list[str]]
     names: dict[str, str]
-    domain: str = "jobs"  # picks the prompt wording in girl_lib.stages.genrec: jobs | movies
+    # The prompt wording in girl_lib.stages.genrec: jobs | movies; "instructions": each record brings its own.
+    domain: str = "jobs"
+    # Records that come as ready-made questions (the GenRec paper's JSON): user -> "train" | "val" |
+    # "test", kept by split_data. Empty: leave-one-out over every user's sequence.
+    splits: dict[str, str] = field(default_factory=dict)
+    instructions: dict[str, str] = field(default_factory=dict)  # user -> the record's own instruction
+    stats: dict = field(default_factory=dict)  # what the loader counted; the stage reports it
 
     @property
     def catalogue(self) -> list[str]:
@@ -133,45 +134,104 @@ def load_world_sequences(data_dir: Path | str) -> SequenceData:
 
 
 # --------------------------------------------------------------------------------------------
-# MovieLens (ml-latest-small / ml-25m style CSV files)
+# MovieLens: CSV files (ml-latest-small, ml-25m) or '::' files (ml-1m, ml-10m)
 # --------------------------------------------------------------------------------------------
-def _read_csv(path: Path, fields: dict[str, type]):
-    """Yield ``(line number, {field: value})`` for each row, values converted to ``fields``' types.
+MOVIE_FIELDS = {"movieId": int, "title": str}
+RATING_FIELDS = {"userId": int, "movieId": int, "rating": float, "timestamp": int}
+# The .dat files have no header: their columns, in order (ml-1m's README).
+DAT_COLUMNS = {"movies": ("movieId", "title", "genres"), "ratings": ("userId", "movieId", "rating", "timestamp")}
 
-    A missing column, a short row or a value of the wrong type raises :class:`DataError` naming
-    the file, the line and the field.
+
+def _value(path: Path, line: int, name: str, raw: str, typ: type):
+    """``raw`` (stripped) as ``typ``; a :class:`DataError` naming file, line and field otherwise."""
+    raw = raw.strip()
+    try:
+        value = typ(raw)
+    except ValueError:
+        raise DataError(path, line, name, f"expected {typ.__name__}, got '{raw}'") from None
+    if typ is float and not math.isfinite(value):
+        raise DataError(path, line, name, f"expected a finite number, got '{raw}'")
+    if typ is str and not value:
+        raise DataError(path, line, name, "empty value")
+    return value
+
+
+def _read_csv(path: Path, fields: dict[str, type]):
+    """Yield ``(line number, {field: value})`` for each row of a UTF-8 CSV file with a header.
+
+    Quoted values may hold commas (``"American President, The (1995)"``). A missing column, a
+    short row, a value of the wrong type or bytes that are not UTF-8 raise :class:`DataError`
+    naming the file, the line and the field.
     """
     if not path.is_file():
         raise DataError(path, None, None, "file not found")
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(path, 1, None, "empty file; expected a header line")
-        header = [h.strip() for h in header]
-        for name in fields:
-            if name not in header:
-                raise DataError(path, 1, name, f"missing column (header is {','.join(header)})")
-        col = {name: header.index(name) for name in fields}
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue  # a blank line is not a record
-            out = {}
-            for name, typ in fields.items():
-                if col[name] >= len(row):
-                    raise DataError(path, line, name, f"missing value (row has {len(row)} columns)")
-                raw = row[col[name]].strip()
-                try:
-                    value = typ(raw)
-                except ValueError:
-                    raise DataError(path, line, name, f"expected {typ.__name__}, got '{raw}'") from None
-                if typ is float and not math.isfinite(value):
-                    raise DataError(path, line, name, f"expected a finite number, got '{raw}'")
-                if typ is str and not value:
-                    raise DataError(path, line, name, "empty value")
-                out[name] = value
-            yield line, out
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise DataError(path, 1, None, "empty file; expected a header line")
+            header = [h.strip().lstrip("\ufeff") for h in header]
+            for name in fields:
+                if name not in header:
+                    raise DataError(path, 1, name, f"missing column (header is {','.join(header)})")
+            col = {name: header.index(name) for name in fields}
+            for row in reader:
+                line = reader.line_num
+                if not row or all(not c.strip() for c in row):
+                    continue  # a blank line is not a record
+                for name in fields:
+                    if col[name] >= len(row):
+                        raise DataError(path, line, name, f"missing value (row has {len(row)} columns)")
+                yield line, {name: _value(path, line, name, row[col[name]], typ) for name, typ in fields.items()}
+        except UnicodeDecodeError:
+            raise DataError(path, reader.line_num + 1, None, "is not UTF-8 text (MovieLens CSV files are UTF-8)") from None
+
+
+def _read_dat(path: Path, columns: tuple[str, ...], fields: dict[str, type]):
+    """Yield ``(line number, {field: value})`` for each line of a headerless ``::``-separated file.
+
+    ml-1m's files are Latin-1 (``Misérables, Les (1995)`` holds the byte 0xE9), ml-10m's UTF-8: a
+    line is read as UTF-8 and, when its bytes are not UTF-8, as Latin-1 (which any byte is).
+    """
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found")
+    with open(path, "rb") as fh:
+        for line, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("latin-1")
+            text = text.rstrip("\r\n")
+            if not text.strip():
+                continue
+            parts = text.split("::")
+            if "title" in columns and len(parts) > len(columns):  # a title that holds '::' itself
+                k, extra = columns.index("title"), len(parts) - len(columns)
+                parts = parts[:k] + ["::".join(parts[k:k + extra + 1])] + parts[k + extra + 1:]
+            for name in fields:
+                if columns.index(name) >= len(parts):
+                    raise DataError(path, line, name, f"missing value (line has {len(parts)} '::'-separated fields, "
+                                                      f"expected {len(columns)}: {'::'.join(columns)})")
+            yield line, {name: _value(path, line, name, parts[columns.index(name)], typ) for name, typ in fields.items()}
+
+
+def _rows(path: Path, kind: str, fields: dict[str, type]):
+    """The rows of a MovieLens ``movies`` or ``ratings`` file, CSV or ``.dat`` by its suffix."""
+    return _read_dat(path, DAT_COLUMNS[kind], fields) if path.suffix == ".dat" else _read_csv(path, fields)
+
+
+def movielens_files(folder: Path | str) -> tuple[Path, Path]:
+    """``(movies, ratings)`` of a MovieLens folder: the ``.csv`` pair, else the ``.dat`` pair."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, None, None, "folder not found; pass a MovieLens folder (e.g. ml-latest-small, ml-1m)")
+    for ext in (".csv", ".dat"):
+        movies, ratings = folder / f"movies{ext}", folder / f"ratings{ext}"
+        if movies.is_file() or ratings.is_file():
+            return movies, ratings
+    raise DataError(folder, None, None, "holds neither movies.csv + ratings.csv (ml-latest-small, ml-25m) nor "
+                                        "movies.dat + ratings.dat (ml-1m, ml-10m)")
 
 
 def load_movielens(folder: Path | str | None = None, *, movies_csv: Path | str | None = None,
@@ -179,29 +239,31 @@ def load_movielens(folder: Path | str | None = None, *, movies_csv: Path | str |
                    min_rating: float | None = None) -> tuple[list[dict], dict[str, str]]:
     """MovieLens ratings as ``sequences.jsonl``-shaped records, plus the catalogue names.
 
-    ``movies.csv`` (``movieId,title,genres``) and ``ratings.csv`` (``userId,movieId,rating,timestamp``)
-    come from ``folder`` unless given one by one. Each user's rated films, ordered by
+    ``movies`` (``movieId,title,genres``) and ``ratings`` (``userId,movieId,rating,timestamp``)
+    come from ``folder`` (:func:`movielens_files`) unless given one by one (``movies_csv``,
+    ``ratings_csv``: a ``.dat`` suffix reads the ml-1m format). Each user's rated films, ordered by
     ``timestamp`` (then ``movieId``), form one sequence; users with fewer than ``min_length``
     ratings are left out (and counted: see the returned records' number against the users).
     ``min_rating`` keeps only ratings at or above it (None: every rating counts as an
     interaction, as in P5 and GenRec). Item ids are ``"m<movieId>"``; duplicate titles get the id
     appended (:func:`unique_names`). A malformed file fails with file, line and field named.
     """
-    folder = Path(folder) if folder is not None else None
-    movies_csv = Path(movies_csv) if movies_csv else (folder / "movies.csv" if folder else None)
-    ratings_csv = Path(ratings_csv) if ratings_csv else (folder / "ratings.csv" if folder else None)
-    if movies_csv is None or ratings_csv is None:
+    if folder is not None and not (movies_csv and ratings_csv):
+        found = movielens_files(folder)
+        movies_csv, ratings_csv = movies_csv or found[0], ratings_csv or found[1]
+    if not movies_csv or not ratings_csv:
         raise GirlError("load_movielens needs a folder or both movies_csv and ratings_csv")
+    movies_csv, ratings_csv = Path(movies_csv), Path(ratings_csv)
     if min_length < 3:
         raise GirlError(f"min_length must be >= 3 (train, val and test each need an item), got {min_length}")
     titles: dict[str, str] = {}
-    for line, row in _read_csv(movies_csv, {"movieId": int, "title": str}):
+    for line, row in _rows(movies_csv, "movies", MOVIE_FIELDS):
         item = f"m{row['movieId']}"
         if item in titles:
             raise DataError(movies_csv, line, "movieId", f"duplicate movieId {row['movieId']}")
         titles[item] = row["title"]
     events: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for line, row in _read_csv(ratings_csv, {"userId": int, "movieId": int, "rating": float, "timestamp": int}):
+    for line, row in _rows(ratings_csv, "ratings", RATING_FIELDS):
         if f"m{row['movieId']}" not in titles:
             raise DataError(ratings_csv, line, "movieId", f"movie {row['movieId']} is not in {movies_csv.name}")
         if min_rating is None or row["rating"] >= min_rating:
@@ -227,7 +289,7 @@ def load_movielens_data(folder: Path | str, min_length: int = 5) -> SequenceData
 
 
 # --------------------------------------------------------------------------------------------
-# Leave-one-out
+# The split: leave-one-out, or by record
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Example:
@@ -267,6 +329,31 @@ def leave_one_out(sequences: dict[str, list[str]], max_history: int = 0) -> Spli
     return split
 
 
+def record_split(sequences: dict[str, list[str]], parts: dict[str, str], max_history: int = 0) -> Split:
+    """One question per record: history = every item but the last, target = the last, in the part
+    ``parts[record]`` names (``train``, ``val`` or ``test``). Models are fitted on the train
+    records' whole sequences; val and test records are only read. ``max_history`` as above."""
+    split = Split()
+    for user, seq in sequences.items():
+        part = parts.get(user)
+        if part not in ("train", "val", "test"):
+            raise GirlError(f"record '{user}' has no part (train, val or test), got {part!r}")
+        if len(seq) < 2:
+            raise GirlError(f"record '{user}' has {len(seq)} item; a question needs a history and a target")
+        history = seq[:-1][-max_history:] if max_history > 0 else seq[:-1]
+        getattr(split, part).append(Example(user, tuple(history), seq[-1]))
+        if part == "train":
+            split.train_sequences[user] = list(seq)
+    return split
+
+
+def split_data(data: SequenceData, max_history: int = 0) -> Split:
+    """The loader's own record split when it made one (:attr:`SequenceData.splits`), else leave-one-out."""
+    if data.splits:
+        return record_split(data.sequences, data.splits, max_history)
+    return leave_one_out(data.sequences, max_history)
+
+
 def rank_metrics(ranked: Sequence[Sequence[str]], targets: Sequence[str], ks: Iterable[int] = (5, 10)) -> dict:
     """``{"hr@5", "ndcg@5", "hr@10", "ndcg@10"}`` (means over users) from ranked lists of item ids
     (or names): :mod:`girl_lib.metrics.ranking`, which also drops repeats."""
@@ -281,169 +368,3 @@ def rank_metrics(ranked: Sequence[Sequence[str]], targets: Sequence[str], ks: It
 def hr_curve(ranked: Sequence[Sequence[str]], targets: Sequence[str], max_k: int = 10) -> list[float]:
     """``[HR@1, ..., HR@max_k]``: the plot of the notebook."""
     return [hit_rate_at_k(ranked, targets, k) for k in range(1, max_k + 1)]
-
-
-# --------------------------------------------------------------------------------------------
-# Baselines
-# --------------------------------------------------------------------------------------------
-def _top(scores: dict[str, float], k: int, skip: set) -> list[str]:
-    # Highest score first; ties broken by item id so the ranking is deterministic.
-    return [i for i, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])) if i not in skip][:k]
-
-
-class Popularity:
-    """Recommend the items that occur most often in the training sequences."""
-    def __init__(self, train_sequences: dict[str, list[str]]):
-        self.counts = Counter(i for seq in train_sequences.values() for i in seq)
-
-    def recommend(self, history: Sequence[str], k: int = 10, exclude_history: bool = True) -> list[str]:
-        return _top(self.counts, k, set(history) if exclude_history else set())
-
-
-class Markov:
-    """First-order transitions ``a -> b`` counted in the training sequences; popularity fills up."""
-    def __init__(self, train_sequences: dict[str, list[str]]):
-        self.popularity = Popularity(train_sequences)
-        self.next: dict[str, Counter] = defaultdict(Counter)
-        for seq in train_sequences.values():
-            for a, b in zip(seq, seq[1:]):
-                self.next[a][b] += 1
-
-    def recommend(self, history: Sequence[str], k: int = 10, exclude_history: bool = True) -> list[str]:
-        skip = set(history) if exclude_history else set()
-        ranked = _top(self.next.get(history[-1], {}), k, skip) if history else []
-        fill = self.popularity.recommend(history, k + len(ranked), exclude_history)
-        return (ranked + [i for i in fill if i not in ranked])[:k]
-
-
-def _torch():
-    import torch
-    from torch import nn
-
-    return torch, nn
-
-
-def make_sasrec(n_items: int, dim: int = 64, layers: int = 2, heads: int = 2, max_len: int = 50,
-                dropout: float = 0.2):
-    """A small SASRec: item + position embeddings, ``layers`` causal transformer blocks, and the
-    item embedding matrix reused as the output layer (logits = h · E^T, as in the paper)."""
-    torch, nn = _torch()
-
-    class SASRec(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.item = nn.Embedding(n_items + 1, dim, padding_idx=0)  # index 0 = padding
-            self.pos = nn.Embedding(max_len, dim)
-            self.drop = nn.Dropout(dropout)
-            block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=dropout,
-                                               batch_first=True, norm_first=True)
-            self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
-            self.norm = nn.LayerNorm(dim)
-            self.max_len = max_len
-            # Small initial embeddings (GPT-style): with PyTorch's N(0, 1) default the tied output
-            # layer starts with logits of std ~sqrt(dim) and a cross-entropy in the tens.
-            for emb in (self.item, self.pos):
-                nn.init.normal_(emb.weight, std=0.02)
-            with torch.no_grad():
-                self.item.weight[0].zero_()
-
-        def forward(self, seq):
-            """``seq`` [B, L] item indices, **right**-padded with 0 -> logits [B, L, n_items + 1].
-
-            Right padding plus the causal mask means a real position never sees a pad, so no
-            key-padding mask is needed (and no fully masked attention row can produce NaN).
-            """
-            length = seq.shape[1]
-            pos = torch.arange(length, device=seq.device)
-            h = self.drop(self.item(seq) * math.sqrt(dim) + self.pos(pos)[None])
-            causal = nn.Transformer.generate_square_subsequent_mask(length, device=seq.device)
-            h = self.norm(self.blocks(h, mask=causal, is_causal=True))
-            logits = h @ self.item.weight.T
-            logits[..., 0] = float("-inf")  # never recommend padding
-            return logits
-
-    return SASRec()
-
-
-class SASRecRecommender:
-    """Train :func:`make_sasrec` on the training sequences; recommend from the last position."""
-    def __init__(self, train_sequences: dict[str, list[str]], *, dim: int = 64, layers: int = 2, heads: int = 2,
-                 max_len: int = 20, dropout: float = 0.2, epochs: int = 100, batch_size: int = 128,
-                 learning_rate: float = 1e-3, seed: int = 0, progress: bool = False):
-        torch, nn = _torch()
-        items = sorted({i for s in train_sequences.values() for i in s})
-        self.index = {item: k + 1 for k, item in enumerate(items)}
-        self.items = [None] + items
-        self.max_len = max_len
-        torch.manual_seed(seed)
-        self.model = make_sasrec(len(items), dim, layers, heads, max_len, dropout)
-        seqs = [s[-(max_len + 1):] for s in train_sequences.values() if len(s) >= 2]
-        self.losses: list[float] = []
-        if not seqs:
-            return
-        # A model this small runs fastest on one CPU thread (two threads fight over a busy machine);
-        # the previous setting is restored afterwards.
-        threads = torch.get_num_threads()
-        if next(self.model.parameters()).device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
-            self._fit(seqs, epochs, batch_size, learning_rate, seed, progress)
-        finally:
-            torch.set_num_threads(threads)
-        self.model.eval()
-
-    def _fit(self, seqs, epochs, batch_size, learning_rate, seed, progress):
-        torch, nn = _torch()
-        opt = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
-        rng = random.Random(seed)
-        loss_fn = nn.CrossEntropyLoss(ignore_index=0)
-        epochs_iter = range(epochs)
-        if progress:
-            from tqdm.auto import tqdm
-
-            epochs_iter = tqdm(epochs_iter, desc="sasrec", unit="epoch")
-        self.model.train()
-        for _ in epochs_iter:
-            rng.shuffle(seqs)
-            total = 0.0
-            for b in range(0, len(seqs), batch_size):
-                batch = seqs[b:b + batch_size]
-                inputs = self._pad([s[:-1] for s in batch])
-                targets = self._pad([s[1:] for s in batch])
-                logits = self.model(inputs)
-                loss = loss_fn(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(batch)
-            self.losses.append(total / len(seqs))
-
-    def _pad(self, seqs: Sequence[Sequence[str]]):
-        torch, _ = _torch()
-        width = max(len(s) for s in seqs)
-        out = torch.zeros(len(seqs), width, dtype=torch.long)
-        for r, s in enumerate(seqs):
-            out[r, :len(s)] = torch.tensor([self.index.get(i, 0) for i in s], dtype=torch.long)
-        return out
-
-    def recommend_many(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_history: bool = True,
-                       batch_size: int = 256) -> list[list[str]]:
-        torch, _ = _torch()
-        out: list[list[str]] = []
-        with torch.no_grad():
-            for b in range(0, len(histories), batch_size):
-                hs = [list(h)[-self.max_len:] for h in histories[b:b + batch_size]]
-                hs_known = [[i for i in h if i in self.index] or [None] for h in hs]
-                inputs = self._pad(hs_known)
-                logits = self.model(inputs)
-                last = torch.tensor([len(h) - 1 for h in hs_known])
-                scores = logits[torch.arange(len(hs_known)), last]
-                for h, row in zip(hs, scores):
-                    if exclude_history:
-                        row[[self.index[i] for i in h if i in self.index]] = float("-inf")
-                    top = torch.topk(row, min(k, len(self.items) - 1)).indices.tolist()
-                    out.append([self.items[t] for t in top if self.items[t] is not None and row[t] > float("-inf")])
-        return out
-
-    def recommend(self, history: Sequence[str], k: int = 10, exclude_history: bool = True) -> list[str]:
-        return self.recommend_many([history], k, exclude_history)[0]

@@ -4,7 +4,9 @@ A classic recommender *scores* every item of the catalogue and returns the top K
 instead *writes* the next item: the prompt holds an instruction and the user's history as item
 titles, and a LoRA-tuned LLM answers with the title of the next item. Here the items are job
 postings and the history is a seeker's applications; the same code runs on MovieLens
-(:func:`girl_lib.stages.genrec.sequences.load_movielens`), the paper's data.
+(:func:`girl_lib.stages.genrec.sequences.load_movielens`) and on the GenRec paper's own
+instruction JSON (:mod:`girl_lib.stages.genrec.instructions`), whose records bring their own
+instructions and are split by record instead of leave-one-out.
 
 **Prompt** (:func:`make_prompt`). One of several paraphrased instructions (drawn per example with
 a seeded RNG, so the model learns the task rather than one wording), then the history, oldest
@@ -39,7 +41,7 @@ sequences can decode to the same text). Three ways to turn titles into items, re
   catalogue title are allowed (transformers' ``prefix_allowed_tokens_fn``), so every beam is a
   real item. A second beam search.
 
-**Baselines** on the same split (:mod:`girl_lib.stages.genrec.sequences`): popularity, first-order transitions
+**Baselines** on the same split (:mod:`girl_lib.stages.genrec.baselines`): popularity, first-order transitions
 (Markov), and SASRec, a small ID-based causal transformer standing in for the paper's P5.
 
 **Outputs** in ``<run-dir>/genrec/``: ``adapter/`` (LoRA + tokenizer), ``predictions.jsonl`` (per
@@ -52,7 +54,8 @@ test user: history, target, every method's top 10), ``log_history.json`` and ``m
      "genrec_nearest":     {... same keys ...},
      "genrec_constrained": {... same keys ..., "valid_rate"},   # absent with genrec.constrained=false
      "n_test_users", "n_users", "n_items", "n_train_examples", "domain", "base_model",
-     "train_seconds", "train_loss", "decode_seconds", "constrained_decode_seconds", "seconds"}
+     "train_seconds", "train_loss", "decode_seconds", "constrained_decode_seconds", "seconds",
+     ...}   # plus what the loader counted: n_records, unknown_fragments, ... (instruction JSON)
 
 Every metric is a mean over the same ``n_test_users`` users; ``seconds`` is a method's wall time
 (fitting + ranking; for GenRec, decoding only: training is ``train_seconds``).
@@ -77,9 +80,11 @@ from ...seeding import set_seed
 from ...stats import cluster_bootstrap, fmt_rate, paired_difference, rate
 from ...training import peft_lora_config, precision_flags, save_adapter, trainer_args
 from ...world import draw
+from .baselines import Markov, Popularity, SASRecRecommender
 from .decoding import SYSTEM_PROMPT, NearestTitle, TitleTrie, beam_search
-from .sequences import (Example, Markov, Popularity, SASRecRecommender, SequenceData, Split, hr_curve,
-                        leave_one_out, load_movielens_data, load_world_sequences, rank_metrics)
+from .instructions import load_instructions
+from .sequences import (Example, SequenceData, Split, hr_curve, load_movielens_data, load_world_sequences,
+                        rank_metrics, split_data)
 
 # Paraphrased instructions, one drawn per example (GenRec's prompts vary the wording the same way).
 INSTRUCTIONS = {
@@ -121,8 +126,12 @@ def make_prompt(history_titles: Sequence[str], instruction: str) -> str:
 
 
 def chat_row(example: Example, data: SequenceData, seed: int = 0, stage: str = "train") -> dict:
-    """TRL's conversational prompt/completion row for one example (the completion is the target's name)."""
-    prompt = make_prompt([data.names[i] for i in example.history], instruction_for(example, data.domain, seed, stage))
+    """TRL's conversational prompt/completion row for one example (the completion is the target's name).
+
+    The instruction is the record's own when the data brings one (the GenRec paper's JSON), else
+    one of :data:`INSTRUCTIONS` (:func:`instruction_for`)."""
+    instruction = data.instructions.get(example.user) or instruction_for(example, data.domain, seed, stage)
+    prompt = make_prompt([data.names[i] for i in example.history], instruction)
     return {"prompt": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
             "completion": [{"role": "assistant", "content": data.names[example.target]}]}
 
@@ -196,9 +205,15 @@ def train(cfg: Profile, data: SequenceData, examples: list[Example], out: Path):
 # The stage
 # --------------------------------------------------------------------------------------------
 def load_data(cfg: Profile, run_dir: Path) -> SequenceData:
-    """The world's sequences, or MovieLens when ``genrec.movielens_dir`` is set."""
-    if cfg.genrec.movielens_dir:
-        return load_movielens_data(Path(cfg.genrec.movielens_dir).expanduser(), cfg.genrec.min_sequence_length)
+    """The world's sequences; MovieLens when ``genrec.movielens_dir`` is set; the GenRec paper's
+    instruction JSON (split by record with the profile's seed) when ``genrec.instructions_json`` is."""
+    g = cfg.genrec
+    if g.movielens_dir and g.instructions_json:
+        raise GirlError("set one of genrec.movielens_dir and genrec.instructions_json, not both")
+    if g.instructions_json:
+        return load_instructions(Path(g.instructions_json).expanduser(), seed=cfg.seed)
+    if g.movielens_dir:
+        return load_movielens_data(Path(g.movielens_dir).expanduser(), g.min_sequence_length)
 
     return load_world_sequences(require_complete(run_dir, "data"))
 
@@ -319,12 +334,14 @@ def run_stage(cfg: Profile, run_dir: Path) -> dict:
     out = Path(run_dir) / "genrec"
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(cfg, run_dir)
-    split = leave_one_out(data.sequences, g.max_history)
+    if data.stats:
+        print("[girl] genrec: data: " + ", ".join(f"{k} {v}" for k, v in data.stats.items()))
+    split = split_data(data, g.max_history)
     test = draw(split.test, g.max_test_users if g.max_test_users > 0 else None, f"genrec/test/{cfg.seed}")
     targets = [e.target for e in test]
     k = max(10, g.num_beams)
     metrics: dict = {"n_users": len(data.sequences), "n_items": len(data.names), "n_test_users": len(test),
-                     "domain": data.domain, "base_model": cfg.model.base_model}
+                     "domain": data.domain, "base_model": cfg.model.base_model, **data.stats}
     ranked: dict[str, list[list[str]]] = {}
 
     def score(name: str, lists: list[list[str]], seconds: float, **extra) -> None:
