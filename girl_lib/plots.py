@@ -119,6 +119,34 @@ def kl_tradeoff(results: Sequence[Mapping], x: str = "kl", y: str = "score", ax=
     return ax
 
 
+def _err(values: Sequence[Mapping]) -> list[list[float]]:
+    """Matplotlib's asymmetric error bars from ``{"value", "ci"}`` records (0 where no interval)."""
+    lo = [v["value"] - v["ci"][0] if v["ci"][0] is not None else 0.0 for v in values]
+    hi = [v["ci"][1] - v["value"] if v["ci"][1] is not None else 0.0 for v in values]
+    return [lo, hi]
+
+
+def overoptimisation(curve: Sequence[Mapping], x: str = "sqrt_kl", ax=None, title: str = "proxy vs gold reward"):
+    """Gao et al. (2022)'s plot from ``ppo.overopt.binned``: the reward model's raw score (proxy,
+    left axis) and the oracle's acceptance (gold, right axis), each with its 95 % interval."""
+    ax = _axes(ax, figsize=(6, 3.5))
+    xs = [b[x] for b in curve]
+    rm, acc = [b["rm_score"] for b in curve], [b["accept_rate"] for b in curve]
+    ax.errorbar(xs, [v["value"] for v in rm], yerr=_err(rm), fmt="o-", color="C0", capsize=3,
+                label="reward model (proxy)")
+    ax.set_xlabel("√KL(π ‖ SFT)" if x == "sqrt_kl" else "episodes" if x == "episodes" else x)
+    ax.set_ylabel("RM score (raw)", color="C0")
+    ax2 = ax.twinx()
+    ax2.errorbar(xs, [v["value"] for v in acc], yerr=_err(acc), fmt="s--", color="C2", capsize=3,
+                 label="oracle acceptance (gold)")
+    ax2.set_ylabel("oracle acceptance", color="C2")
+    ax2.set_ylim(0, max(0.5, max((v["ci"][1] or 0) for v in acc) * 1.1))
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper left")
+    ax.set_title(title)
+    return ax
+
+
 # --------------------------------------------------------------------------------------------
 # Evaluation (chapter 05): eval/metrics.json sections
 # --------------------------------------------------------------------------------------------

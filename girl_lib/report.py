@@ -2,7 +2,8 @@
 
 A table of the stages, the papers' claims with their measured effects and computed verdicts
 (:mod:`girl_lib.claims`), then (when ``girl evaluate`` has run) the evaluation's tables and plots
-(:func:`girl_lib.stages.evaluate.report.report_markdown`). A complete stage whose upstream output
+(:func:`girl_lib.stages.evaluate.report.report_markdown`), and the over-optimisation curve of
+the PPO run (:mod:`girl_lib.stages.ppo.overopt`). A complete stage whose upstream output
 changed since it ran is shown as out of date, with the reason.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .claims import claims_for, claims_markdown
 from .pipeline import STAGES, upstream_change
 from .rundir import atomic_write_text, read_manifest, stage_dir
 from .stages.evaluate.report import report_markdown
+from .stages.ppo import overopt
 
 
 def write_report(run_dir: Path, profile: str) -> Path:
@@ -37,6 +39,7 @@ def write_report(run_dir: Path, profile: str) -> Path:
               "when the interval lies above zero and p < 0.05, *not reproduced* when it lies below zero, "
               "*inconclusive* otherwise.", ""]
     lines += claims_markdown(claims_for(run_dir))
+    lines += overopt.markdown(run_dir)
     lines += report_markdown(run_dir)
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -88,6 +88,7 @@ def make_reward_fn(cfg: Profile, rm, rm_tok, eos_id: int, seekers_by_id: dict, o
             for k in ("p_accept", "accept_rate", "seeker_interest", "two_sided_rate", "parse_rate"):
                 log_metric(f"oracle/{k}", rep[k])
             log_metric("objective/scores_raw", float(raw.mean()))
+            log_metric("objective/scores_raw_sq", float((raw ** 2).mean()))
             log_metric("eos_rate", sum(finished) / len(finished))
         return rewards
 

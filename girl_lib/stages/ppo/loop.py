@@ -251,6 +251,7 @@ def iteration_stats(batch: dict, ro: Rollout, sc: Scored, mb_stats: list[dict], 
         "objective/non_score_reward": non_score.mean(),
         "objective/scores": sc.scores.mean(),
         "objective/scores_raw": sc.raw_scores.mean(),  # the reward model's own units
+        "objective/scores_raw_sq": sc.raw_scores.square().mean(),  # with the mean: their spread (ppo.overopt)
         "objective/rlhf_reward": (sc.scores + non_score).mean(),
         "policy/approxkl_avg": torch.stack([s["approxkl"] for s in mb_stats]).mean(),
         "policy/clipfrac_avg": torch.stack([s["clipfrac"] for s in mb_stats]).mean(),
