@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= auto
 STAMP  := $(VENV)/.girl-installed
 
-.PHONY: install run test test-fast lab notebooks doctor clean-runs bench gpu-check
+.PHONY: install run test test-fast lab notebooks book doctor clean-runs bench gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ notebooks: install
 	mkdir -p runs/notebooks
 	for nb in notebooks/[0-9]*.ipynb; do \
 	  $(VENV)/bin/papermill "$$nb" "runs/notebooks/$$(basename $$nb)" -p PROFILE $(PROFILE) || exit 1; done
+
+# The book: every chapter executed into docs/chapters/NN_name.ipynb, stamped with the commit, the
+# date, the profile and a hash of its source cells (scripts/make_book.py; tests/test_book.py checks
+# the copies). PROFILE defaults to cpu here. RUN_DIR: a run directory to reuse (every complete stage
+# is skipped), e.g. make book RUN_DIR=runs/cpu after make run; empty: runs/<profile>.
+RUN_DIR ?=
+book: PROFILE = cpu
+book: install
+	$(PY) scripts/make_book.py --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 # Speed and memory figures (benchmarks/): tables on stdout, JSON under runs/bench/. make bench PROFILE=cpu
 BENCHES ?= generate train ppo_iteration pipeline

@@ -13,7 +13,8 @@ Both sides start from the same SFT policy (adapter merged) with a fresh LoRA (r=
 q/k/v/o), the same reward model (LoRA merged), raw scores, the same missing-EOS penalty, KL
 coefficient, temperature, learning rate, batch (16 rollouts), 2 PPO epochs, 1 minibatch and
 ``--max-new-tokens`` (64). TRL's value model is a full copy of the reward model (its usual
-set-up); the kit's value head shares the policy's trunk and starts from the reward head. We
+set-up); the kit's value head shares the policy's trunk and its bias starts at the first batch's
+mean return (``ppo.value_head_init=mean_return``). We
 report episodes/s and the per-iteration mean score (raw reward-model score minus the
 missing-EOS penalty, the quantity both log as ``objective/scores``).
 """

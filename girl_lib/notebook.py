@@ -82,3 +82,27 @@ def setup(profile: str = "auto", overrides: dict | None = None, run_dir: str | P
         print(f"{'run dir':14s}{run_dir}")
         print(f"{'complete':14s}{listed}")
     return cfg, run_dir
+
+
+def show_token(token: str) -> str:
+    """A BPE token as a reader wants to see it: ``Ġ`` (a leading space) as ``·``, ``Ċ`` (newline) as ``\\n``."""
+    return token.replace("Ġ", "·").replace("Ċ", "\\n")
+
+
+def token_frame(tokenizer, ids, **columns):
+    """A ``pandas.DataFrame`` with one row per token: the token, its id, and a column per keyword.
+
+    ``token_frame(tok, ids, attention_mask=mask, label=labels)`` shows a padded row of a batch;
+    ``token_frame(tok, response, logprob=lp, kl=kl, ...)`` one PPO response with a value beside
+    every token. Each column must have one value per token (tensors, arrays or lists).
+    """
+    import pandas as pd
+
+    ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
+    data = {"token": [show_token(t) for t in tokenizer.convert_ids_to_tokens(ids)], "id": ids}
+    for name, values in columns.items():
+        values = values.tolist() if hasattr(values, "tolist") else list(values)
+        if len(values) != len(ids):
+            raise ValueError(f"column '{name}' has {len(values)} values for {len(ids)} tokens")
+        data[name] = values
+    return pd.DataFrame(data)

@@ -34,6 +34,26 @@ def peft_lora_config(lora: KitLoraConfig, task_type: str = "CAUSAL_LM"):
                       target_modules=list(lora.target_modules), task_type=task_type, bias="none")
 
 
+def lora_trainable_count(model, r: int, target_modules) -> int:
+    """How many parameters a LoRA of rank ``r`` on ``target_modules`` trains in ``model``.
+
+    A LoRA on a linear layer ``in -> out`` adds ``A`` (``r x in``) and ``B`` (``out x r``), so
+    ``r · (in + out)`` per adapted layer, summed over every ``nn.Linear`` whose name ends with
+    one of ``target_modules`` (PEFT's rule: a suffix match on the module's dotted name), on a plain
+    model or one PEFT has already wrapped. Chapter 02 compares it with PEFT's own count.
+    """
+    import torch
+
+    total = 0
+    for name, module in model.named_modules():
+        if not any(name == t or name.endswith("." + t) for t in target_modules):
+            continue
+        linear = getattr(module, "base_layer", module)  # a layer PEFT already wrapped keeps its Linear here
+        if isinstance(linear, torch.nn.Linear):
+            total += r * (linear.in_features + linear.out_features)
+    return total
+
+
 def precision_flags(cfg: Profile) -> dict:
     """The kit's one precision rule, as the Trainer's flags (``bf16``, ``fp16``, ``use_cpu``).
 

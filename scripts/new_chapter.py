@@ -2,7 +2,8 @@
 
     python scripts/new_chapter.py notebooks/07_name.ipynb "Chapter 7 — Title" "what you will learn ..."
 
-Every chapter starts the same way: title and what you will learn; a cell that installs the kit
+Every chapter starts the same way: title, what you will learn and the link to its executed copy
+(docs/chapters/, made by `make book`); a cell that installs the kit
 only on Colab (from the git URL set at its top, keeping Colab's torch, numpy, pandas and
 Jupyter); a markdown cell on the parameters; the `parameters` cell (papermill) with PROFILE
 (default `auto`, or the environment variable GIRL_PROFILE: `make test` sets `smoke`),
@@ -81,9 +82,15 @@ def parameters_text(example: str = '{"sft.max_steps": 50}') -> str:
     return PARAMETERS_TEXT.replace("{example}", example)
 
 
+def executed_copy_text(name: str) -> str:
+    """The line of a chapter's first cell that links its executed copy (``make book``, girl_lib/book.py)."""
+    return (f"**Executed copy**: [`docs/chapters/{name}`](../docs/chapters/{name}) holds this chapter with every "
+            "output of a `cpu` run (`make book`), to read without running anything.")
+
+
 def opening_cells(name: str, title: str, learn: str) -> list:
     return [
-        new_markdown_cell(f"# {title}\n\n**What you will learn**\n\n{learn}"),
+        new_markdown_cell(f"# {title}\n\n**What you will learn**\n\n{learn}\n\n{executed_copy_text(name)}"),
         new_code_cell(INSTALL_CELL),
         new_markdown_cell(parameters_text()),
         new_code_cell(PARAMETERS_CELL, metadata={"tags": ["parameters"]}),
