@@ -338,3 +338,18 @@ def beta_sweep(cfg: Profile, run_dir: Path, betas: Sequence[float], overrides: d
             "eval_accept_rate_gain": ev.get("accept_rate_gain"),
         })
     return results
+
+
+def long_run(cfg: Profile, run_dir: Path, iterations: int, reward_source: str = "rm", force: bool = False,
+             log=print) -> dict:
+    """One PPO run ``iterations`` long, into ``<run_dir>/long_run/<reward_source>/``.
+
+    The budget question: where does acceptance saturate, against the learned reward model and
+    against the oracle itself? Like :func:`beta_sweep`, the sub-run links the complete ``data``,
+    ``sft`` and ``reward`` stages of ``run_dir``. Its log feeds the over-optimisation and budget
+    curves (:mod:`girl_lib.stages.ppo.overopt`), even while it runs or after it was stopped.
+    """
+    sub = Path(run_dir) / "long_run" / reward_source
+    link_stages(run_dir, sub, ("data", "sft", "reward"))
+    cfg_l = apply_overrides(cfg, {"ppo.iterations": iterations, "ppo.reward_source": reward_source})
+    return run_stage("ppo", cfg_l, sub, force=force, log=log)

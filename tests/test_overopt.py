@@ -70,7 +70,8 @@ def test_the_report_shows_the_curve_of_the_run_and_of_a_beta_sweep(tmp_path):
         (sub / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log_rows(kls, [0.1] * 10, [0.2] * 10)) + "\n")
     curve = overopt.from_run(tmp_path)
     assert {p["source"] for p in curve["points"]} == {"ppo", "beta_0.01"} and len(curve["points"]) == 20
-    assert sum(b["iterations"] for b in curve["by_episodes"]) == 10  # the budget curve: the main run only
+    assert list(curve["by_episodes"]) == ["learned RM"]  # the budget curve: the main run only
+    assert sum(b["iterations"] for b in curve["by_episodes"]["learned RM"]) == 10
     text = write_report(tmp_path, "smoke").read_text()
     assert "## Over-optimisation" in text and (tmp_path / "ppo" / "overoptimisation.png").stat().st_size > 1000
 
@@ -79,3 +80,17 @@ def test_no_log_no_section(tmp_path):
     assert overopt.markdown(tmp_path) == []
     with pytest.raises(KeyError):
         overopt.points([{"iteration": 1}])
+
+
+def test_long_runs_give_the_budget_curves_and_the_oracle_run_stays_off_the_proxy_curve(tmp_path):
+    kls = [(0.1 * i) ** 2 for i in range(12)]
+    for sub, n in ((tmp_path / "ppo", 4), (tmp_path / "long_run" / "rm" / "ppo", 12),
+                   (tmp_path / "long_run" / "oracle" / "ppo", 12)):
+        sub.mkdir(parents=True)
+        rows = log_rows(kls[:n], [0.1] * n, [0.2] * n)
+        (sub / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    curve = overopt.from_run(tmp_path)
+    assert {p["source"] for p in curve["points"]} == {"ppo", "long run (rm)"}
+    assert {k: sum(b["iterations"] for b in v) for k, v in curve["by_episodes"].items()} == {
+        "learned RM": 12, "oracle reward": 12}
+    assert "Budget, PPO on the oracle reward" in "\n".join(overopt.markdown(tmp_path))

@@ -109,22 +109,32 @@ def _read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def from_run(run_dir: Path, bins: int = 5) -> dict:
-    """The curve for a run dir: its PPO log plus the logs of any β sweep below it."""
-    run_dir = Path(run_dir)
-    pts = points(_read_rows(run_dir / "ppo" / "log.jsonl"), "ppo")
+def _logs(run_dir: Path) -> dict[str, list[dict]]:
+    """Every PPO log of a run dir, by source: the stage itself, each β of a sweep, each long run."""
+    found = {"ppo": _read_rows(run_dir / "ppo" / "log.jsonl")}
     for log in sorted(run_dir.glob("beta_sweep/beta_*/ppo/log.jsonl")):
-        pts += points(_read_rows(log), log.parent.parent.name)
-    if not pts:
-        return {"points": [], "by_sqrt_kl": [], "by_episodes": [], "message": "no PPO log in this run dir"}
-    by_kl = binned(pts, "sqrt_kl", bins)
-    main = [p for p in pts if p["source"] == "ppo"]
-    return {"points": pts, "by_sqrt_kl": by_kl, "by_episodes": binned(main, "episodes", bins) if main else [],
-            "message": message(by_kl)}
+        found[log.parent.parent.name] = _read_rows(log)
+    for log in sorted(run_dir.glob("long_run/*/ppo/log.jsonl")):
+        found[f"long run ({log.parent.parent.name})"] = _read_rows(log)
+    return {k: v for k, v in found.items() if v}
+
+
+def from_run(run_dir: Path, bins: int = 5) -> dict:
+    """The curves of a run dir. Over-optimisation (against √KL): every run that optimised the
+    reward model (the stage, a β sweep, ``long_run/rm``). Budget (against episodes): the longest
+    run per reward (``long_run/<source>`` when there is one, else the stage)."""
+    logs = _logs(Path(run_dir))
+    proxy = [p for src, rows in logs.items() if src != "long run (oracle)" for p in points(rows, src)]
+    if not proxy:
+        return {"points": [], "by_sqrt_kl": [], "by_episodes": {}, "message": "no PPO log in this run dir"}
+    by_kl = binned(proxy, "sqrt_kl", bins)
+    budget = {"learned RM": logs.get("long run (rm)") or logs.get("ppo"), "oracle reward": logs.get("long run (oracle)")}
+    by_episodes = {name: binned(points(rows, name), "episodes", bins) for name, rows in budget.items() if rows}
+    return {"points": proxy, "by_sqrt_kl": by_kl, "by_episodes": by_episodes, "message": message(by_kl)}
 
 
 def save_plot(curve: Mapping, path: Path) -> Path:
-    """The proxy-vs-gold plot (against √KL) and the saturation plot (against episodes), one PNG."""
+    """The proxy-vs-gold plot (against √KL) and the budget plot (acceptance against episodes)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -132,8 +142,7 @@ def save_plot(curve: Mapping, path: Path) -> Path:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     plots.overoptimisation(curve["by_sqrt_kl"], ax=left, title="over-optimisation: proxy vs gold")
-    if curve["by_episodes"]:
-        plots.overoptimisation(curve["by_episodes"], x="episodes", ax=right, title="budget: PPO run by episodes")
+    plots.budget(curve["by_episodes"], ax=right)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -154,5 +163,9 @@ def markdown(run_dir: Path) -> list[str]:
     for b in curve["by_sqrt_kl"]:
         lines.append(f"| {b['sqrt_kl']:.2f} | {b['iterations']} | {b['n']} | {fmt_value(b['rm_score'])} "
                      f"| {fmt_rate(b['accept_rate'])} |")
-    lines += ["", f"**What it shows:** {curve['message']}.", "", f"![over-optimisation]({plot.relative_to(run_dir)})"]
+    lines += ["", f"**What it shows:** {curve['message']}.", ""]
+    for name, bins_ in curve["by_episodes"].items():
+        lines.append(f"Budget, PPO on the {name}: " + "; ".join(
+            f"{b['range'][0]}–{b['range'][1]} episodes {fmt_rate(b['accept_rate'])}" for b in bins_) + ".")
+    lines += ["", f"![over-optimisation]({plot.relative_to(run_dir)})"]
     return lines
