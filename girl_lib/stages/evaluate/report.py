@@ -65,8 +65,8 @@ def _cell(row: dict, key: str) -> str:
 
 def quality_markdown(metrics: dict, keys: Sequence[str] = QUALITY_KEYS) -> list[str]:
     arms = [a for a in metrics["arms"] if a in metrics["quality"]]
-    n = metrics["quality"][arms[0]].get("n") if arms else 0
-    lines = [f"| metric (n = {n} test seekers) | " + " | ".join(LABELS[a] for a in arms) + " |",
+    # Arms may write for different numbers of seekers (the zero-shot arm for fewer): n per column.
+    lines = ["| metric | " + " | ".join(f"{LABELS[a]} (n = {metrics['quality'][a].get('n')})" for a in arms) + " |",
              "|---|" + "---:|" * len(arms)]
     for k in keys:
         lines.append(f"| {k} | " + " | ".join(_cell(metrics["quality"][a], k) for a in arms) + " |")
