@@ -196,7 +196,7 @@ def fmt_diff(d: dict, digits: int = 1, percent: bool = True) -> str:
         return "n/a"
     k = 100 if percent else 1
     unit = " pts" if percent else ""
-    p = "" if d.get("p_value") is None else f", p={d['p_value']:.2g}"
+    p = "" if d.get("p_value") is None else f", p={d['p_value']:.2g}" if d["p_value"] >= 1e-3 else ", p<0.001"
     return (f"{k * d['diff']:+.{digits}f} [{k * d['ci'][0]:+.{digits}f}, {k * d['ci'][1]:+.{digits}f}]{unit}, "
             f"n={d['n']}{p}")
 

@@ -138,6 +138,7 @@ def test_formatting():
     assert stats.fmt_rate(stats.rate(8, 40)) == "20.0 % [10.5, 34.8]"
     d = {"diff": 0.075, "ci": [-0.025, 0.175], "n": 40, "p_value": 0.23}
     assert stats.fmt_diff(d) == "+7.5 [-2.5, +17.5] pts, n=40, p=0.23"
+    assert stats.fmt_diff({**d, "p_value": 0.0}).endswith("n=40, p<0.001")  # never "p=0"
     assert stats.fmt_value({"value": 0.7123, "ci": [0.65, 0.77]}) == "0.712 [0.650, 0.770]"
 
 
