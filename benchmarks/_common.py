@@ -23,8 +23,10 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/bench_x.py` from a ch
 
 
 # The generation paths the benchmarks compare: mode -> (generation.fast_dtype, generation.fast_decode).
-# "plain" is Hugging Face generate on the model as loaded; "fast" the kit's default fast path.
-GEN_MODES = {"plain": ("off", False), "dtype": ("auto", False), "decode": ("off", True), "fast": ("auto", True)}
+# "plain" is Hugging Face generate on the model as loaded; "fast" the kit's default fast path;
+# "int8" the fast path with int8 linears on the decode steps (girl_lib.int8; CPU only).
+GEN_MODES = {"plain": ("off", False), "dtype": ("auto", False), "decode": ("off", True), "fast": ("auto", True),
+             "int8": ("int8", True)}
 
 
 def parser(description: str) -> argparse.ArgumentParser:

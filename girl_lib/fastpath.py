@@ -1,5 +1,6 @@
-"""The fast generation path: half-precision weights where the hardware computes them natively,
-one-token decode attention, LoRA merged while generating, and an inverse-CDF sampler.
+"""The fast generation path: half-precision weights where the hardware computes them natively
+(or int8 linears, on request: :mod:`girl_lib.int8`), one-token decode attention, LoRA merged while
+generating, and an inverse-CDF sampler.
 
 Same maths as plain Hugging Face ``generate``, less waste per decode step; every piece restores
 the model exactly afterwards. :func:`girl_lib.textgen.generate` switches them on from
@@ -12,19 +13,22 @@ from typing import TYPE_CHECKING
 
 from .errors import GirlError
 from .hardware import cpu_has_native_bf16
+from .int8 import int8_linears
 from .models import cuda_has_native_bf16
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-FAST_DTYPES = ("auto", "off", "bfloat16", "float16")
+FAST_DTYPES = ("auto", "off", "bfloat16", "float16", "int8")
 
 
 def resolve_fast_dtype(fast_dtype: str, device) -> "torch.dtype | None":
     """The dtype to generate in (``None``: the model's own), from a config value and a device.
 
     ``off`` keeps the model as it is (the plain path); ``bfloat16``/``float16`` force a dtype;
+    ``int8`` is ``torch.qint8``: the linear layers run as dynamically quantised int8 ones
+    (:mod:`girl_lib.int8`; CPU only: FBGEMM's kernels), never chosen by ``auto``;
     ``auto`` is the device's half type (:func:`girl_lib.models.half_dtype`): bfloat16 where the
     hardware computes it natively (a CUDA GPU of compute capability 8.0+, a CPU with AVX512-BF16
     or AMX), float16 on older CUDA GPUs (a T4, which reports bf16 as "supported" only through
@@ -37,9 +41,14 @@ def resolve_fast_dtype(fast_dtype: str, device) -> "torch.dtype | None":
         raise GirlError(f"generation.fast_dtype must be one of {', '.join(FAST_DTYPES)}, got '{fast_dtype}'")
     if fast_dtype == "off":
         return None
+    device = torch.device(device)
+    if fast_dtype == "int8":
+        if device.type != "cpu":
+            raise GirlError(f"generation.fast_dtype=int8 runs on the CPU only (FBGEMM kernels), not on "
+                            f"'{device.type}'; fix: use generation.fast_dtype=auto there")
+        return torch.qint8
     if fast_dtype != "auto":
         return getattr(torch, fast_dtype)
-    device = torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if cuda_has_native_bf16() else torch.float16
     if device.type == "cpu":
@@ -60,9 +69,17 @@ def weights_in(model, dtype: "torch.dtype | None", merge_lora: bool = False):
     the block (PEFT's own ``merge``, applied to a float32 copy of ``W``, then cast), instead of
     ``W·x + (α/r)·B·(A·x)``: the same function up to rounding, without the adapter's extra small
     matmuls in every layer at every step. The layer's merged state and ``W`` are restored after.
+
+    ``dtype=torch.qint8``: the LoRA is merged (always: the int8 matrix is then the policy's whole
+    ``W``, and no fp32 adapter matmul runs beside it), then every linear layer runs as an int8 one
+    (:func:`girl_lib.int8.int8_linears`); the float32 modules are put back after.
     """
     import torch
 
+    if dtype == torch.qint8:
+        with weights_in(model, None, merge_lora=True), int8_linears(model):
+            yield model
+        return
     saved, merged = [], []
     try:
         with torch.no_grad():

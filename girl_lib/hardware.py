@@ -7,9 +7,11 @@ an AVX2-only laptop cannot, and falls back to fp32 (or int8 kernels). A figure w
 kind beside it cannot be compared with anything.
 
 Emulation: ``GIRL_EMULATE_CPU=avx2`` makes the kit treat the CPU as AVX2-only (no native bf16);
-set ``ATEN_CPU_CAPABILITY=avx2`` and ``ONEDNN_MAX_CPU_ISA=AVX2`` too (``emulation_env``) so that
-torch's and oneDNN's own kernels are restricted the same way. Linux reads ``/proc/cpuinfo``;
-elsewhere the flags are unknown and only torch's capability is reported.
+set ``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2`` and ``FBGEMM_ENABLE_INSTRUCTIONS=AVX2``
+too (``emulation_env``) so that torch's, oneDNN's and FBGEMM's (the int8 kernels) own kernels are
+restricted the same way. MKL (torch's fp32 GEMM) has no such switch that acts on an AMD CPU; it
+runs its AVX2 code there already. Linux reads ``/proc/cpuinfo``; elsewhere the flags are unknown
+and only torch's capability is reported.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", 
 # Alder Lake and later have it; it only matters to int8 kernels).
 EMULATIONS = {"avx2": frozenset({"avx2", "fma", "avx_vnni"})}
 ENV_EMULATE = "GIRL_EMULATE_CPU"
+# The libraries' own switches that cap the instructions their kernels use (see emulation_env).
+KERNEL_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "FBGEMM_ENABLE_INSTRUCTIONS")
 
 
 @lru_cache(maxsize=1)
@@ -81,18 +85,25 @@ def cpu_has_native_bf16() -> bool:
 
 
 def cpu_features() -> dict:
-    """The record every report carries: model name, kind, each feature flag, torch's kernels."""
+    """The record every report carries: model name, kind, each feature flag, torch's kernels, and
+    the kernel-dispatch variables in force (an emulated run's figures name their limits)."""
     import torch
 
     flags = cpu_flags()
     return {"cpu": _cpuinfo()[0], "cpu_kind": cpu_kind(flags), "emulated": emulated(),
             "features": {name: name in flags for name in FEATURES},
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "kernel_limits": {k: os.environ[k] for k in KERNEL_LIMITS if k in os.environ}}
 
 
 def emulation_env(kind: str = "avx2") -> dict[str, str]:
     """Environment variables that make a run behave as on ``kind``: the kit's own choices
-    (no bf16) and torch's/oneDNN's kernel dispatch. Set them before Python starts."""
+    (no bf16) and torch's/oneDNN's/FBGEMM's kernel dispatch. Set them before Python starts.
+
+    FBGEMM reads ``FBGEMM_ENABLE_INSTRUCTIONS`` once, at its first GEMM; a CPU without the
+    named instructions keeps its own (an AVX2 laptop's FBGEMM runs AVX2 kernels anyway: it has
+    no kernels for AVX-VNNI, only for AVX512-VNNI)."""
     if kind not in EMULATIONS:
         raise GirlError(f"unknown CPU kind {kind!r} to emulate: expected one of {sorted(EMULATIONS)}")
-    return {ENV_EMULATE: kind, "ATEN_CPU_CAPABILITY": kind, "ONEDNN_MAX_CPU_ISA": kind.upper()}
+    return {ENV_EMULATE: kind, "ATEN_CPU_CAPABILITY": kind, "ONEDNN_MAX_CPU_ISA": kind.upper(),
+            "FBGEMM_ENABLE_INSTRUCTIONS": kind.upper()}

@@ -348,8 +348,11 @@ def precision_plan(device: str, dtype: str = "auto", fast_dtype: str = "auto") -
     else:
         fast = None
     weights = str(torch_dtype(dtype, device)).replace("torch.", "")
+    rollouts = str(fast).replace("torch.", "") if fast is not None else weights
+    if fast_dtype == "int8":
+        rollouts = "int8 linear layers (girl_lib.int8)"
     return {"weights": weights, "training_autocast": autocast, "grad_scaler": bool(flags["fp16"]),
-            "rollouts": str(fast).replace("torch.", "") if fast is not None else weights,
+            "rollouts": rollouts,
             "ppo_logprobs_and_kl": "float32"}
 
 

@@ -22,7 +22,9 @@ one-token attention as two small matmuls (:func:`decode_attention`), LoRA merged
 generating, and :class:`InverseCdfSampler` (one random number per row, not per vocabulary entry).
 ``num_threads``: pin torch's threads (fewer helps on a busy machine). bf16 sampling is slightly
 off-policy; PPO recomputes the log-probs in float32, and ``generation.fast_dtype=off`` makes the
-rollouts exactly on-policy. (measured: see docs/results.md)
+rollouts exactly on-policy. ``fast_dtype=int8`` (CPU, on request: :mod:`girl_lib.int8`) runs the
+linear layers as int8 ones instead, for CPUs without native bf16; more off-policy than bf16.
+(measured: see docs/results.md)
 """
 from __future__ import annotations
 
@@ -152,7 +154,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, system_prompt: str | N
     The model runs in eval mode (dropout off) under ``torch.inference_mode()``; its previous
     train/eval mode is restored afterwards, so a PPO loop can call this between updates.
 
-    ``fast_dtype`` (``"off"`` = the model as it is, ``"auto"``, ``"bfloat16"``, ``"float16"``),
+    ``fast_dtype`` (``"off"`` = the model as it is, ``"auto"``, ``"bfloat16"``, ``"float16"``, ``"int8"``),
     ``num_threads`` and ``fast_decode`` (:func:`decode_attention` and, for pure temperature
     sampling, :class:`InverseCdfSampler`) select the fast path described in the module docstring;
     the weights and the attention setting are restored exactly afterwards.

@@ -55,6 +55,20 @@ def test_bench_generate(tmp_path):
     c = r["check"]
     assert 0.0 <= c["greedy_identical_share"] <= 1.0 and c["tokens"] > 0
     assert 0.0 <= c["logprob_gap_mean"] <= c["logprob_gap_max"] < 0.1
+    assert r["checks"] == {"fast": c}  # only the fast path was run besides plain
+    assert "kernel_limits" in r["machine"] and "avx2" in r["machine"]["features"]
+
+
+def test_bench_generate_int8_mode_is_checked_against_fp32(tmp_path):
+    r = run_bench("bench_generate.py", "--batch-sizes", "2", "--max-new-tokens", "4", "--threads", "1",
+                  "--modes", "plain,int8,int8_nohead", *FAST, tmp_path=tmp_path)
+    assert [(x["mode"], x["dtype"], x["fast_decode"]) for x in r["results"]] == [
+        ("plain", "model", False), ("int8", "int8", True), ("int8_nohead", "int8", True)]
+    assert set(r["checks"]) == {"fast", "int8", "int8_nohead"} and r["check"] == r["checks"]["fast"]
+    for c in r["checks"].values():
+        assert 0.0 <= c["greedy_identical_share"] <= 1.0 and c["tokens"] > 0
+        assert 0.0 <= c["logprob_gap_mean"] <= c["logprob_gap_max"]
+    assert set(r["speedup_over_plain"]) == {"int8_b2_t1", "int8_nohead_b2_t1"}
 
 
 def test_bench_train(tmp_path):

@@ -36,4 +36,4 @@ def test_unknown_emulation_is_refused(monkeypatch):
     with pytest.raises(GirlError, match="unknown CPU kind"):
         hardware.emulation_env("pentium")
     assert hardware.emulation_env("avx2") == {"GIRL_EMULATE_CPU": "avx2", "ATEN_CPU_CAPABILITY": "avx2",
-                                              "ONEDNN_MAX_CPU_ISA": "AVX2"}
+                                              "ONEDNN_MAX_CPU_ISA": "AVX2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}

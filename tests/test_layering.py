@@ -24,7 +24,7 @@ LAYERS = [
     ("config", "seeding"),
     ("rundir",),
     ("world",),
-    ("models", "metrics", "stats", "embed", "plots"),
+    ("models", "int8", "metrics", "stats", "embed", "plots"),
     ("fastpath",),
     ("textgen", "training", "pooling", "oracle_eval", "claims", "doctor", "notebook", "book"),
     ("scoring", "generators"),
