@@ -149,7 +149,7 @@ def decode_step_ops(model, tok, prompts, steps: int = 16, top: int = 8, **kw) ->
             "top": [{"op": k, "ms": round(v, 2)} for k, v in ranked[:top]]}
 
 
-def main(argv=None):
+def parse_args(argv):
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", help="comma list; default 1,4 (smoke) or 1,4,16,32")
     p.add_argument("--modes", default="plain,fast",
@@ -158,10 +158,51 @@ def main(argv=None):
     p.add_argument("--max-new-tokens", type=int, help="default: the profile's generation.max_new_tokens")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--ops", action="store_true", help="also profile a decode step per mode (CPU: where the time goes)")
-    args = p.parse_args(argv)
-    cfg = _common.load_profile(args)
+    return p, p.parse_args(argv)
 
+
+def time_modes(model, tok, prompts, sizes, args, modes, cfg, new: int, fast_resolved: str) -> list[dict]:
+    """One sampled ``generate`` call per batch size, mode and thread count: a row of figures each."""
     import torch
+
+    from girl_lib.textgen import generate
+    from girl_lib.world import SYSTEM_PROMPT
+
+    rows = []
+    for b in sizes:
+        for mode in args.modes.split(","):
+            for threads in [int(t) for t in args.threads.split(",")]:
+                t, c = time.perf_counter(), time.process_time()
+                with int8_variant(mode):
+                    out = generate(model, tok, prompts[:b], system_prompt=SYSTEM_PROMPT, max_new_tokens=new,
+                                   batch_size=b, do_sample=True, temperature=cfg.generation.temperature,
+                                   seed=cfg.seed, fast_dtype=modes[mode][0], fast_decode=modes[mode][1],
+                                   num_threads=threads)
+                wall, cpu = time.perf_counter() - t, time.process_time() - c
+                n = sum(out.num_tokens)
+                rows.append({"batch_size": b, "mode": mode, "threads": threads or torch.get_num_threads(),
+                             "dtype": {"off": "model", "int8": "int8"}.get(modes[mode][0], fast_resolved),
+                             "fast_decode": modes[mode][1], "new_tokens": n,
+                             "seconds": round(wall, 4), "tokens_per_s": round(n / wall, 1),
+                             "tokens_per_cpu_s": round(n / cpu, 1) if cpu > 0 else None})
+                print(rows[-1], flush=True)
+    return rows
+
+
+def speedups(rows: list[dict]) -> dict:
+    """``speedup_fast_over_plain`` and ``speedup_over_plain`` (every mode) per batch size and threads."""
+    speed = {}
+    for r in rows:
+        speed.setdefault((r["batch_size"], r["threads"]), {})[r["mode"]] = r["tokens_per_s"]
+    return {"speedup_fast_over_plain": {f"b{b}_t{t}": round(v["fast"] / v["plain"], 2)
+                                        for (b, t), v in speed.items() if v.get("plain") and v.get("fast")},
+            "speedup_over_plain": {f"{m}_b{b}_t{t}": round(v[m] / v["plain"], 2) for (b, t), v in speed.items()
+                                   for m in v if m != "plain" and v.get("plain")}}
+
+
+def main(argv=None):
+    p, args = parse_args(argv)
+    cfg = _common.load_profile(args)
 
     from girl_lib.fastpath import resolve_fast_dtype, torch_threads
     from girl_lib.models import load_causal_lm
@@ -184,34 +225,9 @@ def main(argv=None):
     fast_resolved = str(resolve_fast_dtype(fast, cfg.device)).replace("torch.", "")
     generate(model, tok, prompts[:1], max_new_tokens=2)  # warm-up: first-call overheads out of the figures
 
-    rows = []
-    for b in sizes:
-        for mode in args.modes.split(","):
-            for threads in [int(t) for t in args.threads.split(",")]:
-                t, c = time.perf_counter(), time.process_time()
-                with int8_variant(mode):
-                    out = generate(model, tok, prompts[:b], system_prompt=SYSTEM_PROMPT, max_new_tokens=new,
-                                   batch_size=b, do_sample=True, temperature=g.temperature, seed=cfg.seed,
-                                   fast_dtype=modes[mode][0], fast_decode=modes[mode][1], num_threads=threads)
-                wall, cpu = time.perf_counter() - t, time.process_time() - c
-                n = sum(out.num_tokens)
-                dtype = {"off": "model", "int8": "int8"}.get(modes[mode][0], fast_resolved)
-                rows.append({"batch_size": b, "mode": mode, "threads": threads or torch.get_num_threads(),
-                             "dtype": dtype,
-                             "fast_decode": modes[mode][1], "new_tokens": n,
-                             "seconds": round(wall, 4), "tokens_per_s": round(n / wall, 1),
-                             "tokens_per_cpu_s": round(n / cpu, 1) if cpu > 0 else None})
-                print(rows[-1], flush=True)
-
+    rows = time_modes(model, tok, prompts, sizes, args, modes, cfg, new, fast_resolved)
     result = {"model": cfg.model.base_model, "device": cfg.device, "max_new_tokens": new, "model_load_s": round(load_s, 2),
-              "fast_dtype": fast_resolved, "results": rows}
-    speed = {}
-    for r in rows:
-        speed.setdefault((r["batch_size"], r["threads"]), {})[r["mode"]] = r["tokens_per_s"]
-    result["speedup_fast_over_plain"] = {f"b{b}_t{t}": round(v["fast"] / v["plain"], 2)
-                                         for (b, t), v in speed.items() if v.get("plain") and v.get("fast")}
-    result["speedup_over_plain"] = {f"{m}_b{b}_t{t}": round(v[m] / v["plain"], 2) for (b, t), v in speed.items()
-                                    for m in v if m != "plain" and v.get("plain")}
+              "fast_dtype": fast_resolved, "results": rows, **speedups(rows)}
     if args.ops and cfg.device == "cpu":
         b, threads = min(16, max(sizes)), int(args.threads.split(",")[0])
         result["decode_ops"] = {}

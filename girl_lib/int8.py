@@ -50,8 +50,9 @@ from .errors import GirlError
 ENGINE = "fbgemm"  # FBGEMM: x86 int8 kernels, AVX2 or AVX512(-VNNI)
 # Whether the output projection (the tied lm_head, 49k vocabulary x hidden) is quantised too.
 # It is the largest matrix a decode step reads (a fifth of SmolLM2-135M's weights; int8 runs it
-# 3-5x faster than fp32 at 16 rows), and adds little to the log-prob gap next to the other
-# layers; quantising it costs ~0.4-0.8 s per generate call (measured: see docs/results.md).
+# ~5x faster than fp32 at 16 rows), so its gain grows with the response length, against
+# ~0.4-0.8 s per generate call to quantise it: from a wash (64 tokens, AVX2) to 1.13-1.19x
+# (natively), without moving the log-prob gap measurably (measured: see docs/results.md).
 QUANTIZE_LM_HEAD = True
 # Whether the prompt pass (several positions per row) runs int8 too, or only the decode steps:
 # int8 there triples the log-prob gap for a little more speed (see the module docstring).
