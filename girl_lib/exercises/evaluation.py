@@ -86,36 +86,33 @@ def _ranked_case(rng: random.Random):
     return lists, targets
 
 
-def check_ndcg_at_k(fn, quiet: bool = False) -> Outcome:
-    """Exercise 6.1: ``ndcg_at_k(ranked_lists, targets, k) -> float``, the mean over users of
-    ``1 / log2(rank + 1)`` for the target's 1-based rank in the top k (0 if absent), repeats in a
-    list dropped first (:func:`girl_lib.metrics.ranking.ndcg_at_k`)."""
-    rng = random.Random(61)
+def _check_ranking(number: str, name: str, metric, tol, seed: int, fn, quiet: bool) -> Outcome:
+    """Run a learner's ranking metric against the library's on the repeat cases and seeded random
+    ranked lists, k drawn from 1, 3, 5, 10; ``tol(lists)`` is the tolerance of one case."""
+    rng = random.Random(seed)
 
     def cases(call):
         cases_ = REPEATS + [(*_ranked_case(rng), rng.choice([1, 3, 5, 10])) for _ in range(N_CASES)]
         for i, (lists, targets, k) in enumerate(cases_):
-            expected = ranking.ndcg_at_k(lists, targets, k)
-            got = call(lists, targets, k)
-            _assert_close(float(got), expected, tolerance(torch.float64, 1, len(lists)),
+            _assert_close(float(call(lists, targets, k)), metric(lists, targets, k), tol(lists),
                           f"case {i}: k={k}, lists {lists}, targets {targets}")
         return len(cases_)
-    return _run("6.1", "ndcg_at_k", fn, cases, quiet)
+    return _run(number, name, fn, cases, quiet)
+
+
+def check_ndcg_at_k(fn, quiet: bool = False) -> Outcome:
+    """Exercise 6.1: ``ndcg_at_k(ranked_lists, targets, k) -> float``, the mean over users of
+    ``1 / log2(rank + 1)`` for the target's 1-based rank in the top k (0 if absent), repeats in a
+    list dropped first (:func:`girl_lib.metrics.ranking.ndcg_at_k`)."""
+    # float64 maths, a mean of len(lists) terms of size <= 1: the tolerance of such a sum
+    return _check_ranking("6.1", "ndcg_at_k", ranking.ndcg_at_k, lambda lists: tolerance(torch.float64, 1, len(lists)),
+                          61, fn, quiet)
 
 
 def check_hit_rate_at_k(fn, quiet: bool = False) -> Outcome:
     """Exercise 6.2: ``hit_rate_at_k(ranked_lists, targets, k) -> float``, the share of users whose
     target is among the first k distinct items (:func:`girl_lib.metrics.ranking.hit_rate_at_k`)."""
-    rng = random.Random(62)
-
-    def cases(call):
-        cases_ = REPEATS + [(*_ranked_case(rng), rng.choice([1, 3, 5, 10])) for _ in range(N_CASES)]
-        for i, (lists, targets, k) in enumerate(cases_):
-            expected = ranking.hit_rate_at_k(lists, targets, k)
-            got = call(lists, targets, k)
-            _assert_close(float(got), expected, 1e-12, f"case {i}: k={k}, lists {lists}, targets {targets}")
-        return len(cases_)
-    return _run("6.2", "hit_rate_at_k", fn, cases, quiet)
+    return _check_ranking("6.2", "hit_rate_at_k", ranking.hit_rate_at_k, lambda lists: 1e-12, 62, fn, quiet)
 
 
 def leave_one_out_questions(sequence: list[str]) -> tuple[list[tuple[tuple[str, ...], str]], tuple, tuple]:
