@@ -78,6 +78,12 @@ def cpu_kind(flags: frozenset[str] | set[str]) -> str:
     return "baseline" if flags else "unknown"
 
 
+def cpu_label() -> str:
+    """The kind figures should be filed under: ``avx2``, or ``avx2 (emulated on avx512-bf16)``."""
+    kind = cpu_kind(cpu_flags())
+    return f"{kind} (emulated on {cpu_kind(_cpuinfo()[1])})" if emulated() else kind
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); Linux only."""
     flags = cpu_flags()

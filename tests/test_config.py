@@ -25,7 +25,7 @@ def test_auto_follows_cuda(monkeypatch):
 
 
 def test_unknown_profile_is_a_one_line_error():
-    with pytest.raises(GirlError, match="unknown profile 'laptop'.*smoke, cpu, gpu, auto"):
+    with pytest.raises(GirlError, match="unknown profile 'laptop'.*smoke, cpu, cpu-full, gpu, auto"):
         resolve_profile("laptop")
 
 

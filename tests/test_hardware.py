@@ -21,12 +21,14 @@ def test_emulated_avx2_drops_every_wider_feature(monkeypatch):
     monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("Zen 4", frozenset({"avx2", "fma", "avx512f", "avx512_bf16"})))
     monkeypatch.delenv(hardware.ENV_EMULATE, raising=False)
     assert hardware.cpu_has_native_bf16() and hardware.cpu_kind(hardware.cpu_flags()) == "avx512-bf16"
+    assert hardware.cpu_label() == "avx512-bf16"
     monkeypatch.setenv(hardware.ENV_EMULATE, "avx2")
     assert hardware.cpu_flags() == {"avx2", "fma"}
     assert not hardware.cpu_has_native_bf16()
     assert fastpath.resolve_fast_dtype("auto", "cpu") is None  # the fast path falls back to fp32 as on a laptop
     features = hardware.cpu_features()
     assert features["cpu"] == "Zen 4" and features["emulated"] == "avx2" and features["cpu_kind"] == "avx2"
+    assert hardware.cpu_label() == "avx2 (emulated on avx512-bf16)"  # what a figure is filed under
 
 
 def test_unknown_emulation_is_refused(monkeypatch):
