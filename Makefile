@@ -47,17 +47,22 @@ notebooks: install
 
 # The book: every chapter executed into docs/chapters/NN_name.ipynb, stamped with the commit, the
 # date, the profile and a hash of its source cells (scripts/make_book.py; tests/test_book.py checks
-# the copies). PROFILE defaults to cpu here. RUN_DIR: a run directory to reuse (every complete stage
-# is skipped), e.g. make book RUN_DIR=runs/cpu after make run; empty: runs/<profile>.
+# the copies). PROFILE defaults to cpu-full here: the book shows the run behind the claims table.
+# RUN_DIR: a run directory to reuse (every complete stage is skipped), e.g.
+# make book RUN_DIR=runs/cpu-full after make run PROFILE=cpu-full; empty: runs/<profile>.
 RUN_DIR ?=
-book: PROFILE = cpu
+book: PROFILE = cpu-full
 book: install
 	$(PY) scripts/make_book.py --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 # Speed and memory figures (benchmarks/): tables on stdout, JSON under runs/bench/. make bench PROFILE=cpu
+# The last, bench_pipeline, runs every stage of the profile and prints the table to quote: the CPU
+# kind and each stage's time. On a bf16 CPU, make bench EMULATE=avx2 measures as on an AVX2 laptop.
 BENCHES ?= generate train ppo_iteration pipeline
+EMULATE ?=
 bench: install
 	mkdir -p runs/bench
+	$(if $(EMULATE),export $$($(PY) -c "from girl_lib.hardware import emulation_env as e; print(' '.join(f'{k}={v}' for k, v in e('$(EMULATE)').items()))");) \
 	for b in $(BENCHES); do \
 	  nice -n 5 $(PY) benchmarks/bench_$$b.py --profile $(PROFILE) --json-out runs/bench/$$b.json || exit 1; done
 

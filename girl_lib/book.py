@@ -37,7 +37,7 @@ PARAMS_TAG = "injected-parameters"  # papermill's cell with the values it was gi
 METADATA_KEY = "girl_book"
 MAX_TEXT_CHARS = 12_000  # a longer text output keeps its first and last halves of this
 MAX_PNG_WIDTH = 900  # pixels: about a figure of 9 inches at 100 dpi
-BOOK_PROFILES = ("cpu", "gpu")  # a book shows a real run: smoke's random tiny model writes noise
+BOOK_PROFILES = ("cpu", "cpu-full", "gpu")  # a book shows a real run: smoke's random tiny model writes noise
 
 
 def _tags(cell) -> list[str]:

@@ -6,8 +6,8 @@ A profile is a :class:`Profile` made of one dataclass per stage. Four named prof
   notebook and CLI stage runs in seconds. Used by CI and nbmake.
 * ``cpu``      — the embedded SmolLM2-135M-Instruct, sized so that the whole pipeline fits half an
   hour on a 2-core AVX2-only laptop CPU. Every stage is real, but its evaluation sets are small
-  (64 test seekers, 48 GenRec users) and PPO runs 4 iterations: it shows the method, it cannot
-  tell a 10-point difference from noise.
+  (64 test seekers, 32 matching seekers, 32 GenRec users) and PPO runs 3 iterations: it shows the
+  method, it cannot tell a 10-point difference from noise.
 * ``cpu-full`` — the same model and world with the evaluation sizes that can (200 test seekers,
   128 val seekers for PPO's own check, 300 matching seekers, 200 GenRec users) and PPO's full
   budget: about three hours on the same CPU. The kit's claims table comes from this profile.
@@ -99,6 +99,11 @@ class SFTConfig:
     grad_accum: int = 2
     max_length: int = 384
     gradient_checkpointing: bool = False  # TRL turns it on by default; for a 135M model it only costs time
+    # Padding-free batches (TRL): the batch's examples concatenated into one row, with position ids
+    # that restart per example, so no compute is spent on pad tokens. Exact with SDPA attention:
+    # transformers builds a block-diagonal causal mask from the restarting position ids
+    # (tests/test_sft.py checks the loss equals the padded batch's). docs/results.md, performance.
+    padding_free: bool = False
     # Held-out (val) seekers whose SFT JDs the oracle scores; PPO's before/after check reuses them.
     oracle_eval_seekers: int = 128
     zero_shot_seekers: int = 32  # the first of them get a zero-shot JD too (the expensive arm: it rambles)
@@ -314,10 +319,11 @@ def _cpu() -> Profile:
                     zero_shot_seekers=16),
         reward=replace(full.reward, max_train_pairs=256, max_eval_pairs=80, generated_pairs=16),
         generation=replace(full.generation, batch_size=32),
-        ppo=replace(full.ppo, iterations=4, score_norm_batches=1, value_warmup_iterations=1),
-        eval=replace(full.eval, max_test_seekers=64, zero_shot_seekers=16, matching_train_seekers=64,
+        ppo=replace(full.ppo, iterations=3, score_norm_batches=1, value_warmup_iterations=1),
+        # 64 test + 32 matching + 32 cold-start seekers: four generation batches for the best arm.
+        eval=replace(full.eval, max_test_seekers=64, zero_shot_seekers=16, matching_train_seekers=32,
                      matching_cold_seekers=32, matching_seeds=2),
-        genrec=replace(full.genrec, max_train_examples=128, max_test_users=48),
+        genrec=replace(full.genrec, max_train_examples=128, max_test_users=32),
     )
 
 

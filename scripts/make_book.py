@@ -39,7 +39,7 @@ def chapters(names: list[str]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help="chapters to make (e.g. 04_ppo or 04); default: all")
-    ap.add_argument("--profile", default="cpu", help="the profile every chapter runs under (default: cpu)")
+    ap.add_argument("--profile", default="cpu-full", help="the profile every chapter runs under (default: cpu-full)")
     ap.add_argument("--run-dir", default="", help="a run directory to reuse (default: runs/<profile>)")
     ap.add_argument("--out", default=str(ROOT / book.BOOK_DIR), help="where the copies go (default: docs/chapters)")
     ap.add_argument("--timeout", type=int, default=None, help="seconds one cell may run (default: no limit)")

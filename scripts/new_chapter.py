@@ -59,7 +59,9 @@ if "google.colab" in sys.modules:
 PARAMETERS_TEXT = (
     "## Parameters\n\n"
     "`PROFILE`: `auto` (the default: `gpu` on a CUDA GPU, else `cpu`), `cpu` (the embedded "
-    "SmolLM2-135M sized for a laptop CPU), `gpu` (more data and steps, sized for a 16 GB T4) or "
+    "SmolLM2-135M; the whole pipeline in about half an hour on a 2-core laptop CPU, with evaluation "
+    "sets too small to tell a 10-point difference), `cpu-full` (the same with the evaluation sizes "
+    "and PPO budget of the kit's claims table, about three hours), `gpu` (more data and steps, sized for a 16 GB T4) or "
     "`smoke` (a tiny random model, seconds). The default comes from the environment variable "
     "`GIRL_PROFILE` when it is set: `make test` sets `smoke`. `OVERRIDES` changes any profile field, "
     "e.g. `{example}`. `RUN_DIR` is where the stages write (`None`: `runs/<profile>`); point it at "
@@ -85,7 +87,7 @@ def parameters_text(example: str = '{"sft.max_steps": 50}') -> str:
 def executed_copy_text(name: str) -> str:
     """The line of a chapter's first cell that links its executed copy (``make book``, girl_lib/book.py)."""
     return (f"**Executed copy**: [`docs/chapters/{name}`](../docs/chapters/{name}) holds this chapter with every "
-            "output of a `cpu` run (`make book`), to read without running anything.")
+            "output of a `cpu-full` run (`make book`), to read without running anything.")
 
 
 def opening_cells(name: str, title: str, learn: str) -> list:

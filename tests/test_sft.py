@@ -46,6 +46,43 @@ def _loss(model, batch):
         return model(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}).loss.item()
 
 
+def test_padding_free_batch_has_the_padded_batch_loss(smoke_cfg, smoke_run, tmp_path):
+    """One row holding the four examples back to back must give the padded batch's loss: the
+    restarting position ids make transformers mask attention across examples. Attending across
+    them (a plain causal mask over the row) changes the loss by far more than rounding."""
+    from girl_lib.config import apply_overrides
+
+    cfg = apply_overrides(smoke_cfg, {"sft.padding_free": True})
+    train_ds, _ = sft.sft_datasets(smoke_run / "data", cfg)
+    model, tok = load_causal_lm(cfg.model)
+    free = sft.make_trainer(cfg, model, tok, train_ds.select(range(4)), None, tmp_path / "free")
+    rows = [free.train_dataset[i] for i in range(4)]
+    packed = free.data_collator(rows)
+    assert packed["input_ids"].shape[0] == 1 and "attention_mask" not in packed
+    padded_cfg = apply_overrides(smoke_cfg, {"sft.padding_free": False})
+    padded = sft.make_trainer(padded_cfg, model, tok, train_ds.select(range(4)), None, tmp_path / "padded")
+    batch = padded.data_collator([padded.train_dataset[i] for i in range(4)])
+    assert batch["attention_mask"].sum() == packed["input_ids"].shape[1]  # the same real tokens, no pads
+    model = free.model.eval()
+    with torch.no_grad():
+        out = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")})
+        packed_out = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], labels=packed["labels"])
+        leaky = model(input_ids=packed["input_ids"], labels=packed["labels"]).logits[0]  # one long sequence
+    tol = 64 * torch.finfo(torch.float32).eps * abs(out.loss.item())  # fp32 sums over a few hundred tokens
+    assert abs(packed_out.loss.item() - out.loss.item()) < tol, (packed_out.loss.item(), out.loss.item())
+    # Example by example, the logits agree with the padded row's; without the restarting position
+    # ids (attention and positions running on across examples) they would not.
+    lengths = batch["attention_mask"].sum(1).tolist()
+    starts = [sum(lengths[:i]) for i in range(4)]
+    scale = out.logits.abs().max().item()
+    logit_tol = 64 * torch.finfo(torch.float32).eps * scale
+    for i, (start, n) in enumerate(zip(starts, lengths)):
+        own = out.logits[i, :n]
+        assert (packed_out.logits[0, start:start + n] - own).abs().max() < logit_tol
+        if i > 0:
+            assert (leaky[start:start + n] - own).abs().max() > 100 * logit_tol
+
+
 def test_loss_falls_on_a_fixed_batch(trainer_and_batch):
     trainer, batch, _ = trainer_and_batch
     before = _loss(trainer.model, batch)

@@ -67,12 +67,15 @@ def make_trainer(cfg: Profile, model, tokenizer, train_ds, eval_ds, output_dir: 
     from trl import SFTConfig, SFTTrainer
 
     s = cfg.sft
+    # TRL does not truncate padding-free rows (it refuses a max_length there); `train` reports any
+    # example longer than sft.max_length instead, trained whole.
     args = SFTConfig(**trainer_args(
         cfg, output_dir, num_epochs=s.num_epochs, max_steps=s.max_steps, learning_rate=s.learning_rate,
-        batch_size=s.batch_size, max_length=s.max_length,
+        batch_size=s.batch_size, max_length=None if s.padding_free else s.max_length,
         gradient_accumulation_steps=s.grad_accum,
         completion_only_loss=True,  # labels = -100 on prompt tokens
         packing=False,
+        padding_free=s.padding_free,
         gradient_checkpointing=s.gradient_checkpointing,
     ))
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
@@ -109,6 +112,10 @@ def train(cfg: Profile, run_dir: Path) -> dict:
         print(f"[girl] sft: warning: {lost_eos} of {len(train_ds)} training examples are longer than "
               f"sft.max_length={cfg.sft.max_length} and lose their EOS; raise --set sft.max_length=...",
               file=sys.stderr)
+    too_long = sum(len(x) > cfg.sft.max_length for x in trainer.train_dataset["input_ids"])
+    if cfg.sft.padding_free and too_long:
+        print(f"[girl] sft: warning: {too_long} of {len(train_ds)} training examples are longer than "
+              f"sft.max_length={cfg.sft.max_length}; padding-free batches train them whole", file=sys.stderr)
     n_tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
     n_completion = sum(sum(t != -100 for t in labels) for labels in trainer.train_dataset["labels"])
     t0 = time.time()
