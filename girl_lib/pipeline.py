@@ -159,16 +159,25 @@ def _upstream_reason(name: str, recorded: dict, current: dict) -> str | None:
     return None
 
 
+def declared_defaults() -> dict:
+    """``{dotted key: value}`` of every setting as its dataclass declares it (``Profile()``)."""
+    return json.loads(json.dumps(_flatten(dataclasses.asdict(Profile())), default=str))
+
+
 def _settings_reason(name: str, recorded: dict, current: dict) -> str | None:
     """Which settings differ; None when none does. A setting the kit gained after the stage was
-    made, at its default ``None`` (an optional input left off), changes nothing."""
+    made changes nothing while it is ``None`` (an optional input left off) or at the default its
+    dataclass declares: by the kit's convention a new setting's default is the old behaviour."""
     if recorded == current:
         return None
+    defaults = declared_defaults()
     keys = [k for k in sorted(set(recorded) | set(current))
-            if recorded.get(k, "<unset>") != current.get(k, "<unset>") and not (k not in recorded and current[k] is None)]
+            if recorded.get(k, "<unset>") != current.get(k, "<unset>")
+            and not (k not in recorded and (current[k] is None or current[k] == defaults.get(k, "<unset>")))]
     if not keys:
         return None
-    shown = ", ".join(f"{k} {json.dumps(recorded.get(k))} -> {json.dumps(current.get(k))}" for k in keys[:3])
+    shown = ", ".join(f"{k} {json.dumps(recorded[k]) if k in recorded else 'unset'} -> "
+                      f"{json.dumps(current[k]) if k in current else 'unset'}" for k in keys[:3])
     more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
     return f"settings changed since it was {_MADE.get(name, 'trained')} ({shown}{more})"
 

@@ -186,6 +186,15 @@ def test_a_setting_added_later_at_none_keeps_a_stage_current_but_a_value_does_no
     assert pipeline.staleness("genrec", cfg, rd) is None
     cfg.genrec.instructions_json = "records.json"
     assert "genrec.instructions_json" in pipeline.staleness("genrec", cfg, rd)
+    # A boolean added later (sft.padding_free): current at its declared default, stale at another value.
+    manifest = read_manifest(rd / "sft")
+    recorded = {k: v for k, v in manifest["inputs"]["settings"].items() if k != "sft.padding_free"}
+    manifest["inputs"].update(settings=recorded, settings_sha256=pipeline._sha256(recorded))
+    (rd / "sft" / "manifest.json").write_text(json.dumps(manifest))
+    cfg = resolve_profile("smoke")
+    assert cfg.sft.padding_free is False and pipeline.staleness("sft", cfg, rd) is None
+    cfg.sft.padding_free = True
+    assert "sft.padding_free unset -> true" in pipeline.staleness("sft", cfg, rd)
     manifest["inputs"]["settings_sha256"] = "0" * 64  # a record that does not match its own digest
     (rd / "genrec" / "manifest.json").write_text(json.dumps(manifest))
     assert pipeline.staleness("genrec", resolve_profile("smoke"), rd) == "settings changed"
