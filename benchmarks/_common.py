@@ -24,9 +24,10 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/bench_x.py` from a ch
 
 # The generation paths the benchmarks compare: mode -> (generation.fast_dtype, generation.fast_decode).
 # "plain" is Hugging Face generate on the model as loaded; "fast" the kit's default fast path;
-# "int8" the fast path with int8 linears on the decode steps (girl_lib.int8; CPU only).
+# "int8" the fast path with int8 linears on the decode steps (girl_lib.int8; CPU only); "fp16w"
+# the fast path with fp16-packed weights and fp32 arithmetic (girl_lib.int8; CPU only).
 GEN_MODES = {"plain": ("off", False), "dtype": ("auto", False), "decode": ("off", True), "fast": ("auto", True),
-             "int8": ("int8", True)}
+             "int8": ("int8", True), "fp16w": ("fp16w", True)}
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -10,7 +10,9 @@
 inverse-CDF sampler). For the split, ``--modes plain,dtype,decode,fast`` adds each half alone.
 ``int8`` is ``fast_dtype=int8`` with ``fast_decode`` (int8 linear layers on the decode steps,
 ``girl_lib.int8``); ``int8_nohead`` keeps the lm_head fp32 and ``int8_all`` runs the prompt pass
-int8 too: the two decisions ``girl_lib.int8`` made, measured.
+int8 too: the two decisions ``girl_lib.int8`` made, measured. ``fp16w`` is ``fast_dtype=fp16w``
+with ``fast_decode``: fp32 arithmetic on fp16-packed weights, what ``fast`` (``auto``) is on a CPU
+without native bf16; ``decode`` is then the fp32 fast path it replaced.
 Sampling as in PPO (temperature, top_k=0, top_p=1). ``--check`` (default on) also compares each
 path with fp32 (``check``: the fast path; ``checks``: every mode run but plain): the share of
 prompts with identical greedy answers and the mean/max gap between the fp32 log-probs (what PPO
@@ -153,7 +155,7 @@ def parse_args(argv):
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", help="comma list; default 1,4 (smoke) or 1,4,16,32")
     p.add_argument("--modes", default="plain,fast",
-                   help="comma list of plain, dtype, decode, fast, int8 (and int8_nohead, int8_all)")
+                   help="comma list of plain, dtype, decode, fast, int8 (and int8_nohead, int8_all), fp16w")
     p.add_argument("--threads", default="0", help="comma list of torch thread counts while generating; 0 = default")
     p.add_argument("--max-new-tokens", type=int, help="default: the profile's generation.max_new_tokens")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True)

@@ -139,8 +139,9 @@ class GenerationConfig:
     temperature: float = 0.7
     # The fast path (girl_lib.textgen): weights in bf16 while generating where the CPU/GPU computes
     # bf16 natively (fp16 on a T4); "off" = the model as loaded, exactly on-policy for PPO;
-    # "int8" = int8 linear layers while generating (CPU only, girl_lib.int8: for AVX2-only CPUs).
-    fast_dtype: str = "auto"  # auto | off | bfloat16 | float16 | int8
+    # "int8" = int8 linear layers while generating (CPU only, girl_lib.int8: for AVX2-only CPUs);
+    # "fp16w" = fp32 arithmetic on fp16-packed weights (CPU only): what auto picks without native bf16.
+    fast_dtype: str = "auto"  # auto | off | bfloat16 | float16 | int8 | fp16w
     num_threads: int = 0  # torch threads while generating; 0 = torch's setting (1 helps on a busy CPU)
     # Same maths, less waste (girl_lib.textgen): one-token attention as two small matmuls, LoRA
     # merged into W while generating, inverse-CDF sampling instead of torch.multinomial.

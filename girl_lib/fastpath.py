@@ -1,6 +1,7 @@
 """The fast generation path: half-precision weights where the hardware computes them natively
-(or int8 linears, on request: :mod:`girl_lib.int8`), one-token decode attention, LoRA merged while
-generating, and an inverse-CDF sampler.
+(fp16-packed weights with fp32 arithmetic where it does not, or int8 linears on request:
+:mod:`girl_lib.int8`), one-token decode attention, LoRA merged while generating, and an
+inverse-CDF sampler.
 
 Same maths as plain Hugging Face ``generate``, less waste per decode step; every piece restores
 the model exactly afterwards. :func:`girl_lib.textgen.generate` switches them on from
@@ -13,27 +14,39 @@ from typing import TYPE_CHECKING
 
 from .errors import GirlError
 from .hardware import cpu_has_native_bf16
-from .int8 import int8_linears
+from .int8 import fp16_weight_linears, fp16_weights_available, int8_linears
 from .models import cuda_has_native_bf16
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-FAST_DTYPES = ("auto", "off", "bfloat16", "float16", "int8")
+FAST_DTYPES = ("auto", "off", "bfloat16", "float16", "int8", "fp16w")
 
 
-def resolve_fast_dtype(fast_dtype: str, device) -> "torch.dtype | None":
+class _Fp16Weights:
+    """The marker :func:`resolve_fast_dtype` returns for ``fp16w``: not a torch dtype (the model
+    stays fp32; only its linears' weights are packed as fp16, :func:`girl_lib.int8.fp16_weight_linears`)."""
+    def __repr__(self) -> str:
+        return "fp16w"
+
+
+FP16_WEIGHTS = _Fp16Weights()
+
+
+def resolve_fast_dtype(fast_dtype: str, device) -> "torch.dtype | _Fp16Weights | None":
     """The dtype to generate in (``None``: the model's own), from a config value and a device.
 
     ``off`` keeps the model as it is (the plain path); ``bfloat16``/``float16`` force a dtype;
     ``int8`` is ``torch.qint8``: the linear layers run as dynamically quantised int8 ones
     (:mod:`girl_lib.int8`; CPU only: FBGEMM's kernels), never chosen by ``auto``;
+    ``fp16w`` is :data:`FP16_WEIGHTS`: fp32 arithmetic on weights packed as fp16 (CPU only);
     ``auto`` is the device's half type (:func:`girl_lib.models.half_dtype`): bfloat16 where the
     hardware computes it natively (a CUDA GPU of compute capability 8.0+, a CPU with AVX512-BF16
     or AMX), float16 on older CUDA GPUs (a T4, which reports bf16 as "supported" only through
-    emulation), and the model's own dtype elsewhere (a CPU without native bf16 emulates it,
-    which is slower than float32).
+    emulation), and ``fp16w`` on a CPU without native bf16 (emulated bf16 is slower than
+    float32 there; fp16 weights are faster and closer to float32 than bf16 is), or the model's
+    own dtype where this torch build lacks FBGEMM.
     """
     import torch
 
@@ -47,12 +60,19 @@ def resolve_fast_dtype(fast_dtype: str, device) -> "torch.dtype | None":
             raise GirlError(f"generation.fast_dtype=int8 runs on the CPU only (FBGEMM kernels), not on "
                             f"'{device.type}'; fix: use generation.fast_dtype=auto there")
         return torch.qint8
+    if fast_dtype == "fp16w":
+        if device.type != "cpu":
+            raise GirlError(f"generation.fast_dtype=fp16w runs on the CPU only (FBGEMM kernels), not on "
+                            f"'{device.type}'; fix: use generation.fast_dtype=auto there")
+        return FP16_WEIGHTS
     if fast_dtype != "auto":
         return getattr(torch, fast_dtype)
     if device.type == "cuda":
         return torch.bfloat16 if cuda_has_native_bf16() else torch.float16
     if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_native_bf16() else None
+        if cpu_has_native_bf16():
+            return torch.bfloat16
+        return FP16_WEIGHTS if fp16_weights_available() else None
     return None
 
 
@@ -73,11 +93,16 @@ def weights_in(model, dtype: "torch.dtype | None", merge_lora: bool = False):
     ``dtype=torch.qint8``: the LoRA is merged (always: the int8 matrix is then the policy's whole
     ``W``, and no fp32 adapter matmul runs beside it), then every linear layer runs as an int8 one
     (:func:`girl_lib.int8.int8_linears`); the float32 modules are put back after.
+    ``dtype=FP16_WEIGHTS``: the same, with fp16-weight linears (:func:`girl_lib.int8.fp16_weight_linears`).
     """
     import torch
 
     if dtype == torch.qint8:
         with weights_in(model, None, merge_lora=True), int8_linears(model):
+            yield model
+        return
+    if dtype is FP16_WEIGHTS:  # likewise: the merged W, packed as fp16
+        with weights_in(model, None, merge_lora=True), fp16_weight_linears(model):
             yield model
         return
     saved, merged = [], []

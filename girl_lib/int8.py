@@ -1,4 +1,6 @@
-"""Int8 rollouts for CPUs without native bf16 (``generation.fast_dtype=int8``).
+"""FBGEMM linears for rollouts on CPUs without native bf16: int8 (``generation.fast_dtype=int8``)
+and fp16 weights (``generation.fast_dtype=fp16w``, what ``auto`` picks there; :func:`fp16_weight_linears`
+at the end of this module).
 
 Why: an AVX2-only laptop CPU has no bf16 arithmetic (emulated bf16 is slower than fp32), so its
 fast path otherwise stays in fp32. What it does have are integer kernels: FBGEMM multiplies
@@ -164,3 +166,55 @@ def _lora_adapter_modules(model) -> list:
         return []
     return [m for layer in model.modules() if isinstance(layer, LoraLayer)
             for adapters in (layer.lora_A, layer.lora_B) for m in adapters.modules()]
+
+
+# --------------------------------------------------------------------------------------------
+# FP16 weights, fp32 arithmetic (generation.fast_dtype=fp16w)
+# --------------------------------------------------------------------------------------------
+# FBGEMM's fp16 GEMM keeps each weight matrix packed as fp16 and converts it to fp32 on the fly in
+# registers (F16C, on every AVX2 CPU), then multiplies in fp32 with the activations as they are:
+# half the weight bytes a decode step reads, no activation rounding at all. On an AVX2 CPU that
+# is 1.2x the fp32 fast path for a log-prob gap ~1/18 of bf16's (docs/results.md, performance),
+# which is why `auto` uses it where bf16 is not native.
+
+
+def fp16_weights_available() -> bool:
+    """Whether this torch build has FBGEMM's fp16-weight linear (x86 builds do)."""
+    return int8_available() and hasattr(torch.ops.quantized, "linear_dynamic_fp16")
+
+
+class Fp16WeightLinear(torch.nn.Module):
+    """``linear`` computed by FBGEMM with its weight packed as fp16: ``y = x·fp16(W)ᵀ + b`` in fp32.
+
+    The weight is read, never written: ``linear`` itself stays as it was.
+    """
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        with torch.no_grad():
+            bias = linear.bias.detach().float() if linear.bias is not None else None
+            self.packed = torch.ops.quantized.linear_prepack_fp16(linear.weight.detach().float(), bias)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x):
+        y = torch.ops.quantized.linear_dynamic_fp16(x.float().reshape(-1, self.in_features), self.packed)
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+@contextmanager
+def fp16_weight_linears(model):
+    """Inside the block every plain ``nn.Linear`` of ``model`` (the output projection included)
+    runs as an :class:`Fp16WeightLinear`, on the prompt pass and the decode steps alike. As with
+    :func:`int8_linears`, merge a PEFT LoRA into ``W`` first; the original modules are set back on
+    exit, even on error, so the fp32 weights come back bit for bit."""
+    if not fp16_weights_available():
+        raise GirlError("generation.fast_dtype=fp16w needs torch's FBGEMM fp16 linear (an x86 CPU build); "
+                        "fix: use generation.fast_dtype=off")
+    swapped = []
+    try:
+        for parent, name, linear in _quantisable_linears(model, lm_head=True):
+            setattr(parent, name, Fp16WeightLinear(linear))
+            swapped.append((parent, name, linear))
+        yield model
+    finally:
+        for parent, name, linear in reversed(swapped):
+            setattr(parent, name, linear)

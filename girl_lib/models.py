@@ -351,6 +351,9 @@ def precision_plan(device: str, dtype: str = "auto", fast_dtype: str = "auto") -
     rollouts = str(fast).replace("torch.", "") if fast is not None else weights
     if fast_dtype == "int8":
         rollouts = "int8 linear layers (girl_lib.int8)"
+    fbgemm = "fbgemm" in torch.backends.quantized.supported_engines
+    if fast_dtype == "fp16w" or (fast_dtype == "auto" and fast is None and device == "cpu" and fbgemm):
+        rollouts = "float32 on fp16-packed weights (girl_lib.int8)"
     return {"weights": weights, "training_autocast": autocast, "grad_scaler": bool(flags["fp16"]),
             "rollouts": rollouts,
             "ppo_logprobs_and_kl": "float32"}

@@ -17,7 +17,8 @@ which no ``generation_config`` default (transformers' ``top_k=50``) can truncate
 **The fast path** (:class:`~girl_lib.config.GenerationConfig`). A decode step pushes a few tokens
 through every weight, so memory traffic and per-operation overhead dominate it. ``fast_dtype``:
 bf16 weights while generating, only where the hardware computes bf16 natively (float16 on GPUs
-without bf16), the float32 weights put back bit for bit (:func:`weights_in`). ``fast_decode``:
+without bf16, fp16-packed weights with float32 arithmetic on CPUs without bf16), the float32
+weights put back bit for bit (:func:`weights_in`). ``fast_decode``:
 one-token attention as two small matmuls (:func:`decode_attention`), LoRA merged into ``W`` while
 generating, and :class:`InverseCdfSampler` (one random number per row, not per vocabulary entry).
 ``num_threads``: pin torch's threads (fewer helps on a busy machine). bf16 sampling is slightly
@@ -154,7 +155,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, system_prompt: str | N
     The model runs in eval mode (dropout off) under ``torch.inference_mode()``; its previous
     train/eval mode is restored afterwards, so a PPO loop can call this between updates.
 
-    ``fast_dtype`` (``"off"`` = the model as it is, ``"auto"``, ``"bfloat16"``, ``"float16"``, ``"int8"``),
+    ``fast_dtype`` (``"off"`` = the model as it is, ``"auto"``, ``"bfloat16"``, ``"float16"``, ``"int8"``, ``"fp16w"``),
     ``num_threads`` and ``fast_decode`` (:func:`decode_attention` and, for pure temperature
     sampling, :class:`InverseCdfSampler`) select the fast path described in the module docstring;
     the weights and the attention setting are restored exactly afterwards.

@@ -320,7 +320,8 @@ def test_resolve_fast_dtype(monkeypatch):
     monkeypatch.setattr(girl_lib.fastpath, "cpu_has_native_bf16", lambda: True)
     assert resolve_fast_dtype("auto", "cpu") is torch.bfloat16
     monkeypatch.setattr(girl_lib.fastpath, "cpu_has_native_bf16", lambda: False)
-    assert resolve_fast_dtype("auto", "cpu") is None  # emulated bf16 is slower than fp32
+    monkeypatch.setattr(girl_lib.fastpath, "fp16_weights_available", lambda: False)
+    assert resolve_fast_dtype("auto", "cpu") is None  # emulated bf16 is slower than fp32; no FBGEMM here
     with pytest.raises(GirlError, match="generation.fast_dtype"):
         resolve_fast_dtype("int4", "cpu")
     assert resolve_fast_dtype("int8", "cpu") is torch.qint8  # never chosen by auto (tests/test_int8.py)
