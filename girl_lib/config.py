@@ -316,8 +316,9 @@ def _cpu() -> Profile:
     full = _cpu_full()
     return replace(
         full, name="cpu",
+        # Half the examples: batches of 4 without accumulation keep cpu-full's 48 updates.
         sft=replace(full.sft, max_train_examples=192, max_eval_examples=32, oracle_eval_seekers=32,
-                    zero_shot_seekers=16),
+                    zero_shot_seekers=16, grad_accum=1),
         reward=replace(full.reward, max_train_pairs=256, max_eval_pairs=80, generated_pairs=16),
         generation=replace(full.generation, batch_size=32),
         ppo=replace(full.ppo, iterations=3, score_norm_batches=1, value_warmup_iterations=1),
