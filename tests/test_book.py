@@ -158,9 +158,9 @@ def test_clear_outputs_leaves_a_committable_chapter(tmp_path):
     assert book.clear_outputs(path) is False
 
 
-def test_make_book_is_a_make_target_with_profile_cpu_and_a_run_dir():
+def test_make_book_is_a_make_target_with_profile_cpu_full_and_a_run_dir():
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^book: PROFILE = cpu$", makefile, re.M)
+    assert re.search(r"^book: PROFILE = cpu-full$", makefile, re.M)
     recipe = re.search(r"^book: install\n((?:\t.*\n)+)", makefile, re.M).group(1)
     assert "scripts/make_book.py --profile $(PROFILE)" in recipe and "--run-dir $(RUN_DIR)" in recipe
 
