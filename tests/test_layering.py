@@ -20,7 +20,7 @@ PKG = Path(__file__).resolve().parent.parent / "girl_lib"
 LAYERS = [
     ("errors",),
     ("hardware",),
-    ("checks",),
+    ("checks", "overrides"),
     ("config", "seeding"),
     ("rundir",),
     ("world",),
