@@ -10,7 +10,7 @@ A profile is a :class:`Profile` made of one dataclass per stage. Four named prof
   method, it cannot tell a 10-point difference from noise.
 * ``cpu-full`` — the same model and world with the evaluation sizes that can (200 test seekers,
   128 val seekers for PPO's own check, 300 matching seekers, 200 GenRec users) and PPO's full
-  budget: about three hours on the same CPU. The kit's claims table comes from this profile.
+  budget: about three hours on a 2-core CPU with native bf16, longer on an AVX2-only one. The kit's claims table comes from this profile.
 * ``gpu``      — bigger data and more steps on one GPU, bf16 where supported.
 
 ``auto`` resolves to ``gpu`` when CUDA is available and to ``cpu`` otherwise.
