@@ -97,12 +97,9 @@ def weights_in(model, dtype: "torch.dtype | None", merge_lora: bool = False):
     """
     import torch
 
-    if dtype == torch.qint8:
-        with weights_in(model, None, merge_lora=True), int8_linears(model):
-            yield model
-        return
-    if dtype is FP16_WEIGHTS:  # likewise: the merged W, packed as fp16
-        with weights_in(model, None, merge_lora=True), fp16_weight_linears(model):
+    if dtype == torch.qint8 or dtype is FP16_WEIGHTS:  # swapped linears on the merged W
+        swap = int8_linears if dtype == torch.qint8 else fp16_weight_linears
+        with weights_in(model, None, merge_lora=True), swap(model):
             yield model
         return
     saved, merged = [], []

@@ -83,11 +83,23 @@ def int8_linears(model, lm_head: bool | None = None, prompt_pass: bool | None = 
                         "fix: use generation.fast_dtype=auto")
     lm_head = QUANTIZE_LM_HEAD if lm_head is None else lm_head
     prompt_pass = INT8_PROMPT_PASS if prompt_pass is None else prompt_pass
+
+    def swap(linear):
+        q = quantized_linear(linear)
+        return q if prompt_pass else DecodeStepInt8Linear(linear, q)
+
+    with swapped_linears(model, lm_head, swap):
+        yield model
+
+
+@contextmanager
+def swapped_linears(model, lm_head: bool, make):
+    """Inside the block every plain ``nn.Linear`` of ``model`` (:func:`_quantisable_linears`) is
+    replaced by ``make(linear)``; the original modules are set back on exit, even on error."""
     swapped = []
     try:
         for parent, name, linear in _quantisable_linears(model, lm_head):
-            q = quantized_linear(linear)
-            setattr(parent, name, q if prompt_pass else DecodeStepInt8Linear(linear, q))
+            setattr(parent, name, make(linear))
             swapped.append((parent, name, linear))
         yield model
     finally:
@@ -174,7 +186,7 @@ def _lora_adapter_modules(model) -> list:
 # FBGEMM's fp16 GEMM keeps each weight matrix packed as fp16 and converts it to fp32 on the fly in
 # registers (F16C, on every AVX2 CPU), then multiplies in fp32 with the activations as they are:
 # half the weight bytes a decode step reads, no activation rounding at all. On an AVX2 CPU that
-# is 1.2x the fp32 fast path for a log-prob gap ~1/18 of bf16's (docs/results.md, performance),
+# is 1.36x the fp32 fast path for a log-prob gap ~1/18 of bf16's (docs/results.md, performance),
 # which is why `auto` uses it where bf16 is not native.
 
 
@@ -209,12 +221,5 @@ def fp16_weight_linears(model):
     if not fp16_weights_available():
         raise GirlError("generation.fast_dtype=fp16w needs torch's FBGEMM fp16 linear (an x86 CPU build); "
                         "fix: use generation.fast_dtype=off")
-    swapped = []
-    try:
-        for parent, name, linear in _quantisable_linears(model, lm_head=True):
-            setattr(parent, name, Fp16WeightLinear(linear))
-            swapped.append((parent, name, linear))
+    with swapped_linears(model, True, Fp16WeightLinear):
         yield model
-    finally:
-        for parent, name, linear in reversed(swapped):
-            setattr(parent, name, linear)
