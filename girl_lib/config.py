@@ -239,10 +239,17 @@ class GenRecConfig:
     learning_rate: float = 1e-3
     batch_size: int = 8
     max_length: int = 320
+    # False: loss on the answer only (GenRec's title). True: on the whole chat too, as the paper's
+    # repository trains; the history is a sequence of items, so the model also learns from it.
+    loss_on_prompt: bool = False
     num_beams: int = 10  # = the titles returned per user
     beam_batch_size: int = 5  # prompts per generate call (x num_beams rows)
     max_new_tokens: int = 28  # unconstrained decoding (names are ~10-20 tokens); constrained stops at the longest title
     constrained: bool = True  # also decode constrained to catalogue titles (a second beam search)
+    # true: constrained beams ranked by a title's probability among catalogue titles (the allowed
+    # tokens renormalised at each step). Off by default: it scored lower on val users, as it drops
+    # what the tuned model learned of each item's company name (docs/results.md, GenRec).
+    renormalise: bool = False
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=8, alpha=16, target_modules=("q_proj", "v_proj")))
     # SASRec, the ID-based baseline (a stand-in for the paper's P5).
     sasrec_dim: int = 64

@@ -136,7 +136,21 @@ def test_bench_genrec_trie(tmp_path):
     r = run_bench("bench_genrec_trie.py", "--titles", "10000", "--users", "2", "--threads", "1", tmp_path=tmp_path)
     assert r["titles"] == 10_000 and r["trie_nodes"] >= r["titles"]  # every title ends in its own EOS leaf
     assert r["trie_build_s"] > 0 and 0 < r["trie_tracemalloc_held_mb"] <= r["trie_tracemalloc_peak_mb"]
-    assert r["users"] == 2 and 0 < r["constrained_beams"] <= 2 * r["num_beams"]
+    assert r["users"] == 2 and r["constrained_beams"] == 2 * r["num_beams"]  # no beam lost to a dead end
     assert r["constrained_valid_share"] == 1.0  # a constrained beam is always a catalogue title
     assert r["constrained_s_per_user"] > 0 and r["free_s_per_user"] > 0
     assert r["allowed_us"] > 0 and r["allowed_us_tenth_catalogue"] > 0 and r["threads"] == 1
+
+
+def test_bench_genrec_recipe(tmp_path):
+    r = run_bench("bench_genrec_recipe.py", "--users", "4", "--threads", "1", "--run-dir", str(tmp_path / "run"),
+                  "--variant", "base", "--variant", "prompt loss: genrec.loss_on_prompt=true; genrec.max_steps=2",
+                  tmp_path=tmp_path)
+    assert set(r["variants"]) == {"base", "prompt loss"} and r["n_users"] == 4
+    assert r["variants"]["prompt loss"]["overrides"] == ["genrec.loss_on_prompt=true", "genrec.max_steps=2"]
+    assert r["variants"]["prompt loss"]["global_steps"] == 2 != r["variants"]["base"]["global_steps"]
+    markov = r["baselines_hr@10"]["markov"]["rate"]
+    for v in r["variants"].values():
+        assert v["n_users"] == 4 and v["hr@5"]["k"] <= v["hr@10"]["k"] <= 4
+        assert v["hr@10"]["ci"][0] <= v["hr@10"]["rate"] <= v["hr@10"]["ci"][1]
+        assert v["hr@10_minus_markov"]["diff"] == pytest.approx(v["hr@10"]["rate"] - markov)

@@ -232,6 +232,73 @@ def test_trie_allows_only_continuations(tiny_model):
     assert trie.allowed([ids[0], 12345678]) == [tok.eos_token_id]  # off the trie
 
 
+def test_trie_exclusion_closes_only_the_excluded_titles(tiny_model):
+    _, tok = tiny_model
+    trie = genrec.TitleTrie(tok, TITLES)
+    acme, beta = (tok.encode(t, add_special_tokens=False) for t in TITLES[:2])
+    split = next(k for k in range(len(acme)) if acme[k] != beta[k])  # where "at Acme" and "at Beta" part
+    banned = trie.exclusion([TITLES[0], "Not A Catalogue Title"])  # unknown titles are ignored
+    assert trie.allowed(acme[:split], banned) == [beta[split]]  # only the other company is left
+    assert trie.allowed(acme[:split]) == [acme[split], beta[split]]  # without the exclusion: both
+    # both Cloud Engineers banned: the shared first token stays open for the Cloud Architect...
+    both = trie.exclusion(TITLES[:2])
+    assert acme[0] in trie.allowed([], both)
+    # ...but the branch that holds only banned titles is closed
+    architect = tok.encode(TITLES[3], add_special_tokens=False)
+    k = next(k for k in range(len(acme)) if acme[k] != architect[k])
+    assert trie.allowed(acme[:k], both) == [architect[k]]
+    # every title banned: nothing is left to start
+    assert trie.allowed([], trie.exclusion(TITLES)) == [tok.eos_token_id]
+
+
+def test_constrained_beams_skip_each_prompts_excluded_titles(tiny_model):
+    model, tok = tiny_model
+    prompts = ["1. Cloud Engineer at Acme", "1. Data Analyst at Acme"]
+    trie = genrec.TitleTrie(tok, TITLES)
+    exclude = [[TITLES[0]], [TITLES[2], TITLES[3]]]
+    beams = genrec.beam_search(model, tok, prompts, num_beams=2, batch_size=2, trie=trie, exclude=exclude)
+    for got, banned in zip(beams, exclude):
+        assert got and set(got) <= set(TITLES) - set(banned)
+    # all beams go to the titles left: with two titles left and two beams, the ranked list is both
+    assert set(beams[1]) == {TITLES[0], TITLES[1]}
+    # as many distinct titles as beams whenever the catalogue has them (no beam lost to a dead end)
+    full = genrec.beam_search(model, tok, prompts, num_beams=4, batch_size=2, trie=trie)
+    assert [sorted(b) for b in full] == [sorted(TITLES)] * 2
+    with pytest.raises(ValueError, match="exclude needs a trie"):
+        genrec.beam_search(model, tok, prompts, num_beams=2, max_new_tokens=4, exclude=exclude)
+
+
+def test_trie_constraint_renormalises_over_the_allowed_tokens(tiny_model):
+    import torch
+
+    _, tok = tiny_model
+    trie = genrec.TitleTrie(tok, TITLES)
+    acme, beta = (tok.encode(t, add_special_tokens=False) + [tok.eos_token_id] for t in TITLES[:2])
+    split = next(k for k in range(len(acme)) if acme[k] != beta[k])  # where "Acme" and "Beta" part
+    width, vocab = 3, len(tok)
+    # two prompts x two beams, one token past the branch point ("Acme" or "Beta" chosen)
+    rows = [[7] * width + acme[:split] + [acme[split]], [7] * width + acme[:split] + [beta[split]]] * 2
+    input_ids = torch.tensor(rows)
+    scores = torch.log_softmax(torch.randn(4, vocab, generator=torch.Generator().manual_seed(0)), dim=-1)
+
+    at_branch = trie.constraint(width, num_beams=2, banned=[{}, trie.exclusion([TITLES[0]])], renormalise=True)(
+        input_ids[:, :-1], scores.clone())
+    pair = [acme[split], beta[split]]
+    assert torch.isinf(at_branch[0]).sum() == vocab - 2
+    assert float(at_branch[0, pair].exp().sum()) == pytest.approx(1.0, abs=1e-5)  # a distribution again
+    # ...in which the allowed tokens keep the model's own odds
+    assert float(at_branch[0, pair[0]] - at_branch[0, pair[1]]) == pytest.approx(
+        float(scores[0, pair[0]] - scores[0, pair[1]]), abs=1e-5)
+    # the second prompt (rows 2, 3) has "... at Acme" banned: Beta is all that is left
+    assert float(at_branch[2, beta[split]]) == pytest.approx(0.0, abs=1e-6) and torch.isinf(at_branch[2, acme[split]])
+
+    forced = trie.constraint(width, num_beams=2, renormalise=True)(input_ids, scores.clone())
+    assert float(forced[0, acme[split + 1]]) == pytest.approx(0.0, abs=1e-6)  # a forced token costs nothing
+    raw = trie.constraint(width, num_beams=2)(input_ids, scores.clone())  # the default
+    assert raw[0, acme[split + 1]] == scores[0, acme[split + 1]]  # ...unless not renormalised
+    assert torch.isinf(raw[0]).sum() == vocab - 1
+
+
 def test_constrained_beams_are_catalogue_titles_and_free_beams_are_deduplicated(tiny_model):
     model, tok = tiny_model  # random weights: left free it writes gibberish
     prompts = ["1. Cloud Engineer at Acme", "1. Data Analyst at Acme\n2. Cloud Engineer at Beta"]
@@ -257,6 +324,28 @@ def test_nearest_title_maps_near_misses():
 # --------------------------------------------------------------------------------------------
 # The stage
 # --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("on_prompt", [False, True])
+def test_loss_on_prompt_decides_which_tokens_carry_the_loss(smoke_cfg, tmp_path, on_prompt):
+    from datasets import Dataset
+
+    from girl_lib.models import load_causal_lm
+
+    cfg = apply_overrides(smoke_cfg, {"genrec.loss_on_prompt": on_prompt})
+    data = from_records([{"seeker_id": "u1", "history_job_ids": ["a", "b"], "next_job_id": "c",
+                          "history_titles": ["x", "y"], "next_title": "z"}],
+                        names={"a": "Cloud Engineer at Acme", "b": "Data Analyst at Beta", "c": "Cloud Architect at Acme"})
+    row = genrec.chat_row(Example("u1", ("a", "b"), "c"), data)
+    model, tok = load_causal_lm(cfg.model)
+    trainer = genrec.make_trainer(cfg, model, tok, Dataset.from_list([row]), tmp_path)
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    labelled = int((batch["labels"] != -100).sum())
+    answer = len(tok.encode("Cloud Architect at Acme", add_special_tokens=False))
+    if on_prompt:  # every token of the chat
+        assert labelled == int(batch["attention_mask"].sum()) > 4 * answer
+    else:  # the answer, its end-of-turn token and what the template closes it with
+        assert answer < labelled <= answer + 3
+
+
 def test_genrec_stage_writes_metrics_for_every_method(smoke_cfg, smoke_run, monkeypatch):
     from girl_lib.config import apply_overrides
     from girl_lib.pipeline import run_stage

@@ -30,32 +30,87 @@ class TitleTrie:
         self.root: dict = {}
         self.max_len = 0
         self.n_nodes = 0
+        self._below: dict[int, int] = {}  # id(node) -> number of titles that pass through it
+        self._ids: dict[str, list[int]] = {}  # title -> its token path, EOS included
         titles = list(dict.fromkeys(titles))
         encoded = tokenizer(titles, add_special_tokens=False)["input_ids"] if titles else []
-        for ids in encoded:
+        for title, ids in zip(titles, encoded):
             ids = list(ids) + [self.eos]
+            self._ids[title] = ids
             node = self.root
             for t in ids:
                 child = node.get(t)
                 if child is None:
                     child = node[t] = {}
                     self.n_nodes += 1
+                self._below[id(child)] = self._below.get(id(child), 0) + 1
                 node = child
             self.max_len = max(self.max_len, len(ids))
         self.n_titles = len(titles)
 
-    def allowed(self, generated: Sequence[int]) -> list[int]:
-        """Tokens allowed after ``generated``; ``[EOS]`` off the trie (never reached by a constrained beam)."""
+    def exclusion(self, titles: Sequence[str]) -> dict[int, int]:
+        """What :meth:`allowed` needs to never complete one of ``titles`` (a user's history): for each
+        node on their paths, how many of them pass through it. Titles not in the trie are ignored."""
+        banned: dict[int, int] = {}
+        for title in dict.fromkeys(titles):
+            node = self.root
+            for t in self._ids.get(title, ()):
+                node = node[t]
+                banned[id(node)] = banned.get(id(node), 0) + 1
+        return banned
+
+    def allowed(self, generated: Sequence[int], banned: dict[int, int] | None = None) -> list[int]:
+        """Tokens allowed after ``generated``; ``[EOS]`` off the trie (never reached by a constrained beam).
+
+        With ``banned`` (:meth:`exclusion`) a child is allowed only while some title below it is not
+        banned, so a beam never spells an excluded title and never walks into a branch that holds
+        nothing else; the beams it would have spent there go to the next-best titles."""
         node = self.root
         for t in generated:
             node = node.get(int(t))
             if node is None:
                 return [self.eos]
+        if banned:
+            return [t for t, c in node.items() if self._below[id(c)] > banned.get(id(c), 0)] or [self.eos]
         return list(node) or [self.eos]
 
-    def prefix_fn(self, prompt_width: int):
-        """The ``prefix_allowed_tokens_fn`` for a batch whose (left-padded) prompts are ``prompt_width`` long."""
-        return lambda batch_id, input_ids: self.allowed(input_ids[prompt_width:].tolist())
+    def constraint(self, prompt_width: int, num_beams: int, banned: Sequence[dict[int, int]] | None = None,
+                   renormalise: bool = False) -> "TrieConstraint":
+        """The logits processor for one ``generate`` call (see :class:`TrieConstraint`)."""
+        return TrieConstraint(self, prompt_width, num_beams, banned, renormalise)
+
+
+class TrieConstraint:
+    """A transformers logits processor that keeps beam search on a :class:`TitleTrie`.
+
+    Beam search hands it each row's next-token log-probabilities; every token that does not
+    continue a catalogue title (or that leads only to a title in ``banned[prompt]``, the user's
+    history) gets ``-inf``. With ``renormalise`` the allowed tokens' log-probabilities are then
+    re-normalised to sum to one, so a beam's score is the log-probability of its title *given
+    that the answer is a catalogue title*: a token the trie forces (the rest of a company name
+    once the model has chosen it) costs nothing, and titles are ranked by the choices the model
+    made at the trie's branches. Without it (what transformers' ``prefix_allowed_tokens_fn`` does) a
+    forced token still costs what the unconstrained model thought of it.
+
+    Renormalising looks the more principled of the two, but it is off by default (``genrec.renormalise``)
+    because it ranked worse on val users: the tuned model gives the company names of the items it saw
+    in training higher probability, and that memory of the catalogue is a useful signal which
+    renormalisation throws away (docs/results.md, GenRec).
+    """
+    def __init__(self, trie: TitleTrie, prompt_width: int, num_beams: int,
+                 banned: Sequence[dict[int, int]] | None = None, renormalise: bool = False):
+        self.trie, self.width, self.num_beams = trie, prompt_width, num_beams
+        self.banned, self.renormalise = banned, renormalise
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        mask = torch.full_like(scores, float("-inf"))
+        for row, sequence in enumerate(input_ids):
+            banned = self.banned[row // self.num_beams] if self.banned is not None else None
+            mask[row, self.trie.allowed(sequence[self.width:].tolist(), banned)] = 0.0
+        scores = scores + mask
+        return torch.log_softmax(scores, dim=-1) if self.renormalise else scores
 
 
 def dedupe_beams(texts: Sequence[str]) -> list[str]:
@@ -64,29 +119,45 @@ def dedupe_beams(texts: Sequence[str]) -> list[str]:
 
 
 def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10, max_new_tokens: int = 40,
-                batch_size: int = 4, trie: TitleTrie | None = None, system_prompt: str = SYSTEM_PROMPT,
+                batch_size: int = 4, trie: TitleTrie | None = None, exclude: Sequence[Sequence[str]] | None = None,
+                renormalise: bool = False, system_prompt: str = SYSTEM_PROMPT,
                 bf16: bool = False, fast_decode: bool = True, progress: bool = False) -> list[list[str]]:
     """For each prompt, the ``num_beams`` beams of a beam search, best first, deduplicated.
 
     Prompts are chat-templated and left-padded as in :mod:`girl_lib.textgen`. With ``trie`` the
     search is constrained to catalogue titles and ``max_new_tokens`` is the longest title, so
-    every beam ends with EOS on a complete title. ``bf16`` runs the model under bfloat16 autocast;
-    ``fast_decode`` the one-token steps with :func:`girl_lib.textgen.decode_attention`.
+    every beam ends with EOS on a complete title; ``exclude[i]`` (with ``trie`` only) lists titles
+    prompt ``i`` must not get (its history), so all ``num_beams`` beams go to other titles, and
+    ``renormalise`` ranks titles by their probability among catalogue titles (:class:`TrieConstraint`;
+    beams are then scored by that log-probability itself, not divided by their length). ``bf16``
+    runs the model under bfloat16 autocast; ``fast_decode`` the one-token steps with
+    :func:`girl_lib.textgen.decode_attention`.
 
     Cost: transformers copies each prompt ``num_beams`` times *before* the first forward pass, so
     the prompt is processed ``num_beams`` times; on a CPU that prefill dominates, which is why the
     prompts are kept short (``genrec.max_history``).
     """
     import torch
+    from transformers import LogitsProcessorList
 
+    if exclude is not None and (trie is None or len(exclude) != len(prompts)):
+        raise ValueError("beam_search: exclude needs a trie and one list of titles per prompt")
     ids = chat_prompt_ids(tokenizer, prompts, system_prompt)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if trie is not None:
         max_new_tokens = trie.max_len
-    kw = dict(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False, early_stopping=True,
+    # Constrained, most beams have one allowed token (inside a company name, say); when fewer than
+    # 2 x num_beams candidates are allowed, transformers fills the rest with -inf "junk" beams,
+    # which end at once (off the trie only EOS is allowed). With early_stopping=True the search
+    # stops as soon as num_beams beams have ended, junk included: measured on the cpu world, a
+    # user got 4 real titles of 10. early_stopping=False runs to the longest title, and real
+    # titles push the junk out of the kept beams (~17 % more time).
+    kw = dict(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False, early_stopping=trie is None,
               max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-              pad_token_id=tokenizer.pad_token_id, length_penalty=1.0, use_cache=True)
+              pad_token_id=tokenizer.pad_token_id, use_cache=True,
+              # a renormalised constrained score is a title's log-probability: no length normalisation
+              length_penalty=0.0 if trie is not None and renormalise else 1.0)
     device = next(model.parameters()).device
     out: list[list[str]] = [[] for _ in prompts]
     if progress:
@@ -98,7 +169,11 @@ def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10
             torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for batch in batches:
             input_ids, mask = left_pad([ids[i] for i in batch], tokenizer.pad_token_id)
-            extra = {"prefix_allowed_tokens_fn": trie.prefix_fn(input_ids.shape[1])} if trie is not None else {}
+            extra = {}
+            if trie is not None:
+                banned = [trie.exclusion(exclude[i]) for i in batch] if exclude is not None else None
+                extra["logits_processor"] = LogitsProcessorList(
+                    [trie.constraint(input_ids.shape[1], num_beams, banned, renormalise)])
             gen = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kw, **extra)
             texts = tokenizer.batch_decode(gen[:, input_ids.shape[1]:], skip_special_tokens=True)
             for j, i in enumerate(batch):

@@ -24,8 +24,9 @@ Items are named ``"<title> at <company>"``: in the world, job titles alone repea
 match" to mean "the right posting".
 
 **Training** (:func:`train`). TRL's ``SFTTrainer`` on those prompt/completion rows, loss on the
-answer tokens only, LoRA as in the paper: ``r=8, alpha=16`` on the attention's ``q_proj`` and
-``v_proj``. Examples come from the leave-one-out train part only.
+answer tokens only (``genrec.loss_on_prompt=true``: on the whole chat, as the paper's repository
+trains), LoRA as in the paper: ``r=8, alpha=16`` on the attention's ``q_proj`` and ``v_proj``.
+Examples come from the leave-one-out train part only.
 
 **Decoding** (:func:`beam_search`). Beam search with ``num_beams=10`` returning all 10 beams
 (``num_return_sequences=10``) gives a ranked list of 10 titles per user: the beam with the
@@ -38,8 +39,10 @@ sequences can decode to the same text). Three ways to turn titles into items, re
   cosine), then repeats dropped. Free: the same beams, mapped.
 * ``genrec_constrained`` — the kit's improvement: beam search constrained to a **prefix trie**
   of the catalogue's titles (:class:`TitleTrie`). At each step only tokens that continue some
-  catalogue title are allowed (transformers' ``prefix_allowed_tokens_fn``), so every beam is a
-  real item. A second beam search.
+  catalogue title are allowed (a logits processor, :class:`TrieConstraint`), so every beam is a
+  real item. Titles are ranked by the tuned model's own scores (``genrec.renormalise=true`` ranks
+  them by their probability among catalogue titles instead; it measured worse). The user's history is closed in the trie for that user (``genrec.exclude_history``,
+  the rule every method follows), so all 10 beams go to new items. A second beam search.
 
 **Baselines** on the same split (:mod:`girl_lib.stages.genrec.baselines`): popularity, first-order transitions
 (Markov), and SASRec, a small ID-based causal transformer standing in for the paper's P5.
@@ -159,14 +162,15 @@ def use_bf16(cfg: Profile) -> bool:
 
 
 def make_trainer(cfg: Profile, model, tokenizer, train_ds, output_dir: Path):
-    """A TRL ``SFTTrainer``: completion-only loss, the paper's LoRA, no checkpoints."""
+    """A TRL ``SFTTrainer``: loss on the answer only (``genrec.loss_on_prompt``: on the prompt too), the
+    paper's LoRA, no checkpoints."""
     from trl import SFTConfig, SFTTrainer
 
     g = cfg.genrec
     args = SFTConfig(**trainer_args(
         cfg, output_dir, num_epochs=g.num_epochs, max_steps=g.max_steps, learning_rate=g.learning_rate,
         batch_size=g.batch_size, max_length=g.max_length,
-        completion_only_loss=True, packing=False, gradient_checkpointing=False,
+        completion_only_loss=not g.loss_on_prompt, packing=False, gradient_checkpointing=False,
     ))
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                       peft_config=peft_lora_config(g.lora))
@@ -283,8 +287,11 @@ def run_genrec(cfg: Profile, data: SequenceData, split: Split, test: Sequence[Ex
     if g.constrained:
         t0 = time.time()
         trie = TitleTrie(tokenizer, list(by_name))
+        # The history is excluded inside the search (every method's rule): no beam is spent on it.
+        exclude = [[data.names[i] for i in e.history] for e in test] if g.exclude_history else None
         constrained_beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, batch_size=g.beam_batch_size,
-                                        trie=trie, bf16=bf16, fast_decode=cfg.generation.fast_decode, progress=True)
+                                        trie=trie, exclude=exclude, renormalise=g.renormalise, bf16=bf16,
+                                        fast_decode=cfg.generation.fast_decode, progress=True)
         metrics["constrained_decode_seconds"] = round(time.time() - t0, 1)
         score("genrec_constrained", as_items(constrained_beams, test, by_name, g.exclude_history),
               metrics["constrained_decode_seconds"], valid_rate=valid_rate(constrained_beams, by_name))
