@@ -7,7 +7,8 @@
 
 Each ``--variant "NAME: KEY=VALUE; KEY=VALUE"`` is the profile plus those overrides (``base``:
 none). For every variant the script trains GenRec's LoRA as the stage does
-(:func:`girl_lib.stages.genrec.stage.train`, the same seeded sample of train examples), then
+(:func:`girl_lib.stages.genrec.stage.train`, the same seeded sample of train examples; a variant
+that changes only decoding, e.g. ``genrec.num_beams``, reuses an earlier variant's adapter), then
 runs the trie-constrained beam search, history excluded inside the search, on a seeded draw of
 **val** users (history ``s_1 .. s_{n-2}``, target ``s_{n-1}``): recipes are chosen here, and the
 stage's test users stay unseen until the chosen recipe is scored on them.
@@ -24,6 +25,23 @@ import time
 from pathlib import Path
 
 import _common
+
+
+# genrec fields that change only decoding or the baselines: variants differing only in these reuse
+# the adapter trained for an earlier variant (training is seeded, so it would come out the same).
+DECODE_ONLY = {"num_beams", "beam_batch_size", "max_new_tokens", "constrained", "renormalise", "exclude_history",
+               "max_test_users"}
+
+
+def training_key(cfg) -> str:
+    """What decides the trained adapter: the profile minus decoding-only genrec fields."""
+    import json
+    from dataclasses import asdict
+
+    d = asdict(cfg)
+    d["genrec"] = {k: v for k, v in d["genrec"].items() if k not in DECODE_ONLY and not k.startswith("sasrec")}
+    d.pop("eval", None)
+    return json.dumps(d, sort_keys=True, default=str)
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -61,7 +79,7 @@ def main() -> None:
     data = load_world_sequences(run_dir / "data")
     variants = [parse_variant(v) for v in args.variant] or [("base", [])]
 
-    rows, results, baselines = [], {}, None
+    rows, results, baselines, trained = [], {}, None, {}
     for name, overrides in variants:
         cfg = resolve_profile(args.profile, parse_override_args([*args.set, *overrides]))
         g = cfg.genrec
@@ -74,12 +92,18 @@ def main() -> None:
             for m, hits in baselines.items():
                 rows.append({"variant": m, "HR@10": fmt_rate(rate(sum(hits), len(hits)))})
         examples = genrec.sample_train(split.train, g.max_train_examples, cfg.seed)
-        out = Path(tempfile.mkdtemp(prefix="genrec-recipe-"))
-        try:
-            model, tokenizer, info = genrec.train(cfg, data, examples, out)
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
-        model = model.merge_and_unload()
+        key = training_key(cfg)
+        if key not in trained:
+            out = Path(tempfile.mkdtemp(prefix="genrec-recipe-"))
+            try:
+                model, tokenizer, info = genrec.train(cfg, data, examples, out)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+            reused = False
+            trained = {key: (model.merge_and_unload(), tokenizer, info)}  # one model held at a time
+        else:
+            reused = True
+        model, tokenizer, info = trained[key]
         by_name = {n: i for i, n in data.names.items()}
         prompts = [genrec.user_prompt(e, data, cfg.seed, stage="val") for e in users]
         exclude = [[data.names[i] for i in e.history] for e in users] if g.exclude_history else None
@@ -93,7 +117,8 @@ def main() -> None:
         hits5, _ = genrec.per_user(ranked, targets, 5)
         hits10, ndcg10 = genrec.per_user(ranked, targets, 10)
         vs = paired_difference(hits10, baselines["markov"], seed=cfg.seed)
-        results[name] = {"overrides": overrides, "n_users": len(users), "n_train_examples": len(examples),
+        results[name] = {"overrides": overrides, "adapter_reused": reused, "n_users": len(users),
+                         "n_train_examples": len(examples),
                          "global_steps": info["global_steps"], "train_seconds": info["train_seconds"],
                          "train_loss": info["train_loss"], "decode_seconds_per_user": round(decode_s / len(users), 2),
                          "hr@5": rate(sum(hits5), len(hits5)), "hr@10": rate(sum(hits10), len(hits10)),

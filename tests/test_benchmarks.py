@@ -145,8 +145,13 @@ def test_bench_genrec_trie(tmp_path):
 def test_bench_genrec_recipe(tmp_path):
     r = run_bench("bench_genrec_recipe.py", "--users", "4", "--threads", "1", "--run-dir", str(tmp_path / "run"),
                   "--variant", "base", "--variant", "prompt loss: genrec.loss_on_prompt=true; genrec.max_steps=2",
+                  "--variant", "3 beams: genrec.loss_on_prompt=true; genrec.max_steps=2; genrec.num_beams=3",
                   tmp_path=tmp_path)
-    assert set(r["variants"]) == {"base", "prompt loss"} and r["n_users"] == 4
+    assert set(r["variants"]) == {"base", "prompt loss", "3 beams"} and r["n_users"] == 4
+    # a decoding-only change reuses the adapter just trained; a training change does not
+    reused = {name: v["adapter_reused"] for name, v in r["variants"].items()}
+    assert reused == {"base": False, "prompt loss": False, "3 beams": True}
+    assert r["variants"]["3 beams"]["train_seconds"] == r["variants"]["prompt loss"]["train_seconds"]
     assert r["variants"]["prompt loss"]["overrides"] == ["genrec.loss_on_prompt=true", "genrec.max_steps=2"]
     assert r["variants"]["prompt loss"]["global_steps"] == 2 != r["variants"]["base"]["global_steps"]
     markov = r["baselines_hr@10"]["markov"]["rate"]
