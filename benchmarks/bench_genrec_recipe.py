@@ -29,8 +29,8 @@ import _common
 
 # genrec fields that change only decoding or the baselines: variants differing only in these reuse
 # the adapter trained for an earlier variant (training is seeded, so it would come out the same).
-DECODE_ONLY = {"num_beams", "beam_batch_size", "max_new_tokens", "constrained", "renormalise", "exclude_history",
-               "max_test_users"}
+DECODE_ONLY = {"num_beams", "beam_batch_size", "max_new_tokens", "constrained", "renormalise", "length_penalty",
+               "exclude_history", "max_test_users"}
 
 
 def training_key(cfg) -> str:
@@ -76,13 +76,16 @@ def main() -> None:
     run_dir = args.run_dir or Path("runs") / base.name
     if not is_complete(run_dir / "data"):
         data_stage.run_stage(base, run_dir)
-    data = load_world_sequences(run_dir / "data")
+    loaded = {}  # job name format -> SequenceData (the items and users are the same; their names differ)
     variants = [parse_variant(v) for v in args.variant] or [("base", [])]
 
     rows, results, baselines, trained = [], {}, None, {}
     for name, overrides in variants:
         cfg = resolve_profile(args.profile, parse_override_args([*args.set, *overrides]))
         g = cfg.genrec
+        if g.job_name not in loaded:
+            loaded[g.job_name] = load_world_sequences(run_dir / "data", g.job_name)
+        data = loaded[g.job_name]
         split = split_data(data, g.max_history)
         users = draw(split.val, args.users if args.users > 0 else None, f"genrec/val/{cfg.seed}")
         targets = [e.target for e in users]
@@ -110,6 +113,7 @@ def main() -> None:
         t0 = time.time()
         beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, batch_size=g.beam_batch_size,
                             trie=TitleTrie(tokenizer, list(by_name)), exclude=exclude, renormalise=g.renormalise,
+                            length_penalty=g.length_penalty,
                             bf16=genrec.use_bf16(cfg),
                             fast_decode=cfg.generation.fast_decode)
         decode_s = time.time() - t0

@@ -108,6 +108,7 @@ _BY_KEY: dict[str, tuple[Any, str]] = {
     "eval.top_k": POSITIVE,
     "genrec.min_sequence_length": (lambda v: _positive_int(v) and v >= 3, "an integer >= 3 (train, val and test each need an item)"),
     "genrec.max_history": POSITIVE,
+    "genrec.job_name": (lambda v: v in ("title_at_company", "title"), "title_at_company or title"),
     "genrec.max_train_examples": POSITIVE,
     "genrec.max_test_users": POSITIVE,
     "genrec.num_beams": POSITIVE,

@@ -230,6 +230,9 @@ class GenRecConfig:
     # num_beams times, so on a CPU short prompts matter (cpu: 5 items, ~110 prompt tokens).
     max_history: int = 5
     exclude_history: bool = True  # never recommend an item already in the history (every method)
+    # How the world's jobs are named: "title_at_company" ("Cloud Engineer at Maes CommV"), or
+    # "title" (the company only where the title alone repeats). Not used by MovieLens or the JSON.
+    job_name: str = "title_at_company"
     # GenRec: LoRA SFT as in the paper (r=8, alpha=16, q/v projections), then beam search.
     # cpu sizing: docs/results.md (GenRec).
     max_train_examples: int = 256  # sampled (seeded) from the leave-one-out train examples
@@ -250,6 +253,9 @@ class GenRecConfig:
     # tokens renormalised at each step). Off by default: it scored lower on val users, as it drops
     # what the tuned model learned of each item's company name (docs/results.md, GenRec).
     renormalise: bool = False
+    # A beam's score is its log-probability / length ** length_penalty (transformers' beam search):
+    # 1.0 the mean log-probability per token, 0.0 the sum. Ignored with renormalise (then 0.0).
+    length_penalty: float = 1.0
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=8, alpha=16, target_modules=("q_proj", "v_proj")))
     # SASRec, the ID-based baseline (a stand-in for the paper's P5).
     sasrec_dim: int = 64

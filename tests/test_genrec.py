@@ -7,6 +7,7 @@ import math
 import random
 
 import pytest
+from conftest import fp_tol, head_scale
 
 from girl_lib.stages.genrec import decoding
 from girl_lib.stages.genrec import stage as genrec
@@ -71,6 +72,17 @@ def test_job_names_are_title_at_company_and_unique():
     assert unique_names({"a": "X", "b": "Y"}) == {"a": "X", "b": "Y"}
 
 
+def test_title_names_keep_the_company_only_where_a_title_repeats():
+    jobs = [{"id": "j1", "title": "Cloud Engineer", "company": "Acme"},
+            {"id": "j2", "title": "Cloud  Engineer", "company": "Beta"},  # the same title after spacing fix
+            {"id": "j3", "title": "Data Analyst", "company": "Acme"}]
+    names = job_names(jobs, "title")
+    assert names == {"j1": "Cloud Engineer at Acme", "j2": "Cloud Engineer at Beta", "j3": "Data Analyst"}
+    assert job_names(jobs)["j3"] == "Data Analyst at Acme"
+    with pytest.raises(GirlError, match="unknown job name format 'company'"):
+        job_names(jobs, "company")
+
+
 def test_world_items_are_named_uniquely(smoke_run):
     from girl_lib.stages.genrec.sequences import load_world_sequences
 
@@ -78,6 +90,10 @@ def test_world_items_are_named_uniquely(smoke_run):
     assert len(set(data.names.values())) == len(data.names)
     assert all(" at " in n for n in data.names.values())
     assert all(len(s) >= 3 for s in data.sequences.values())
+    short = load_world_sequences(smoke_run / "data", "title")
+    assert short.sequences == data.sequences and set(short.names) == set(data.names)
+    assert len(set(short.names.values())) == len(short.names)
+    assert any(" at " not in n for n in short.names.values())
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,6 +315,34 @@ def test_trie_constraint_renormalises_over_the_allowed_tokens(tiny_model):
     assert torch.isinf(raw[0]).sum() == vocab - 1
 
 
+def test_length_penalty_ranks_titles_by_mean_or_summed_log_probability(tiny_model):
+    import torch
+
+    from girl_lib.textgen import chat_prompt_ids
+
+    model, tok = tiny_model
+    prompt = "1. Data Analyst at Acme\n2. Cloud Engineer at Beta"
+    trie = genrec.TitleTrie(tok, TITLES)
+    ids = chat_prompt_ids(tok, [prompt], genrec.SYSTEM_PROMPT)[0]
+    total, length = {}, {}
+    with torch.no_grad():  # each title's log-probability (EOS included), by one plain forward pass
+        for title in TITLES:
+            path = trie._ids[title]
+            logp = torch.log_softmax(model(torch.tensor([ids + path])).logits[0, len(ids) - 1:-1].float(), dim=-1)
+            total[title], length[title] = float(logp[torch.arange(len(path)), path].sum()), len(path)
+    # a title's score sums 2 x its length logit-sized terms (token logit, log-sum-exp); tolerance per head_scale
+    tol = fp_tol(torch.float32, head_scale(model), n_terms=2 * max(length.values()))
+    orders = {}
+    for lp in (0.0, 1.0):
+        want = sorted(TITLES, key=lambda t: -total[t] / length[t] ** lp)
+        keys = [total[t] / length[t] ** lp for t in want]
+        assert min(a - b for a, b in zip(keys, keys[1:])) > 10 * tol  # no near-tie that another CPU could flip
+        got = genrec.beam_search(model, tok, [prompt], num_beams=4, batch_size=1, trie=trie, length_penalty=lp)[0]
+        assert got == want, lp
+        orders[lp] = got
+    assert orders[0.0] != orders[1.0]  # the titles' lengths differ enough for the rule to matter here
+
+
 def test_constrained_beams_are_catalogue_titles_and_free_beams_are_deduplicated(tiny_model):
     model, tok = tiny_model  # random weights: left free it writes gibberish
     prompts = ["1. Cloud Engineer at Acme", "1. Data Analyst at Acme\n2. Cloud Engineer at Beta"]
@@ -370,7 +414,15 @@ def test_genrec_stage_writes_metrics_for_every_method(smoke_cfg, smoke_run, monk
         assert row["target"] in catalogue_names and row["target"] not in row["history"]
         assert len(row["beams"]) == len(set(row["beams"])) <= smoke_cfg.genrec.num_beams
     assert (out / "adapter" / "adapter_config.json").is_file()
-    assert [r["method"] for r in genrec.results_table(metrics)] == list(genrec.METHODS)
+    table = genrec.results_table(metrics)
+    assert [r["method"] for r in table] == list(genrec.METHODS)
+    for row in table:  # every rate printed with its interval, read back from the numbers it shows
+        hits = metrics[row["method"]]["intervals"]["hr@10"]
+        assert row["hr@10"].startswith(f"{100 * metrics[row['method']]['hr@10']:.1f} % [")
+        lo, hi = (float(x) for x in row["hr@10"].split("[")[1].rstrip("]").split(","))
+        assert lo <= 100 * hits["rate"] <= hi and hits["n"] == n
+    vs = {r["vs"]: r["hr@10 difference"] for r in genrec.comparison_table(metrics)}
+    assert set(vs) == {"popularity", "markov", "sasrec"} and all(f"n={n}, p" in v for v in vs.values())
     # the popularity list is the same for everyone, minus their own history
     first = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
     assert first["popularity"] and not set(first["popularity"]) & set(first["history"])

@@ -120,7 +120,7 @@ def dedupe_beams(texts: Sequence[str]) -> list[str]:
 
 def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10, max_new_tokens: int = 40,
                 batch_size: int = 4, trie: TitleTrie | None = None, exclude: Sequence[Sequence[str]] | None = None,
-                renormalise: bool = False, system_prompt: str = SYSTEM_PROMPT,
+                renormalise: bool = False, length_penalty: float = 1.0, system_prompt: str = SYSTEM_PROMPT,
                 bf16: bool = False, fast_decode: bool = True, progress: bool = False) -> list[list[str]]:
     """For each prompt, the ``num_beams`` beams of a beam search, best first, deduplicated.
 
@@ -129,7 +129,9 @@ def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10
     every beam ends with EOS on a complete title; ``exclude[i]`` (with ``trie`` only) lists titles
     prompt ``i`` must not get (its history), so all ``num_beams`` beams go to other titles, and
     ``renormalise`` ranks titles by their probability among catalogue titles (:class:`TrieConstraint`;
-    beams are then scored by that log-probability itself, not divided by their length). ``bf16``
+    beams are then scored by that log-probability itself, not divided by their length). Otherwise a
+    beam's score is its log-probability divided by ``length ** length_penalty`` (transformers'
+    rule: 1.0 the mean per token, 0.0 the plain sum, which favours short titles). ``bf16``
     runs the model under bfloat16 autocast; ``fast_decode`` the one-token steps with
     :func:`girl_lib.textgen.decode_attention`.
 
@@ -157,7 +159,7 @@ def beam_search(model, tokenizer, prompts: Sequence[str], *, num_beams: int = 10
               max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
               pad_token_id=tokenizer.pad_token_id, use_cache=True,
               # a renormalised constrained score is a title's log-probability: no length normalisation
-              length_penalty=0.0 if trie is not None and renormalise else 1.0)
+              length_penalty=0.0 if trie is not None and renormalise else length_penalty)
     device = next(model.parameters()).device
     out: list[list[str]] = [[] for _ in prompts]
     if progress:

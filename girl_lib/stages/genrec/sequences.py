@@ -60,12 +60,25 @@ def unique_names(names: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def job_names(jobs: Iterable[dict]) -> dict[str, str]:
-    """``{job id: "<title> at <company>"}``, made unique (see the module docstring)."""
+JOB_NAME_FORMATS = ("title_at_company", "title")
+
+
+def job_names(jobs: Iterable[dict], fmt: str = "title_at_company") -> dict[str, str]:
+    """``{job id: name}``, made unique (see the module docstring).
+
+    ``fmt="title_at_company"``: every job is ``"<title> at <company>"``. ``fmt="title"``: the title
+    alone where no other job has it, ``"<title> at <company>"`` only where it repeats: shorter names,
+    and a model that need not learn which company posts a title unless that tells two jobs apart.
+    """
+    if fmt not in JOB_NAME_FORMATS:
+        raise GirlError(f"unknown job name format '{fmt}'; choose one of {', '.join(JOB_NAME_FORMATS)}")
+    jobs = list(jobs)
+    titles = Counter(" ".join((j.get("title") or j["id"]).split()) for j in jobs)
     names = {}
     for j in jobs:
         title = j.get("title") or j["id"]
-        names[j["id"]] = f"{title} at {j['company']}" if j.get("company") else title
+        alone = fmt == "title" and titles[" ".join(title.split())] == 1
+        names[j["id"]] = f"{title} at {j['company']}" if j.get("company") and not alone else title
     return unique_names(names)
 
 
@@ -119,8 +132,9 @@ def from_records(records: Sequence[dict], names: dict[str, str] | None = None, d
     return SequenceData(seqs, names, domain)
 
 
-def load_world_sequences(data_dir: Path | str) -> SequenceData:
-    """The world's ``sequences.jsonl`` with jobs named ``"<title> at <company>"`` from ``jobs.jsonl``.
+def load_world_sequences(data_dir: Path | str, job_name: str = "title_at_company") -> SequenceData:
+    """The world's ``sequences.jsonl`` with jobs named from ``jobs.jsonl`` (:func:`job_names`:
+    ``"<title> at <company>"``, or with ``job_name="title"`` the bare title where it is unique).
 
     All splits are used (train, val, test and cold seekers): leave-one-out holds out the *last
     items of every user*, not whole users. Both files are validated by :mod:`girl_lib.world.io`.
@@ -130,7 +144,7 @@ def load_world_sequences(data_dir: Path | str) -> SequenceData:
     if not records:
         raise GirlError(f"{data_dir / 'sequences.jsonl'} has no sequences; rebuild with 'girl data --force'")
     jobs = load_jsonl(data_dir / "jobs.jsonl", "jobs")
-    return from_records(records, job_names(jobs), domain="jobs")
+    return from_records(records, job_names(jobs, job_name), domain="jobs")
 
 
 # --------------------------------------------------------------------------------------------

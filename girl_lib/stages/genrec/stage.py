@@ -80,7 +80,7 @@ from ...metrics.ranking import hit_rate_at_k, ndcg_at_k
 from ...models import load_causal_lm
 from ...rundir import ADAPTER, atomic_write_json, require_complete
 from ...seeding import set_seed
-from ...stats import cluster_bootstrap, fmt_rate, paired_difference, rate
+from ...stats import cluster_bootstrap, fmt_diff, fmt_rate, fmt_value, paired_difference, rate
 from ...training import peft_lora_config, precision_flags, save_adapter, trainer_args
 from ...world import draw
 from .baselines import Markov, Popularity, SASRecRecommender
@@ -219,7 +219,7 @@ def load_data(cfg: Profile, run_dir: Path) -> SequenceData:
     if g.movielens_dir:
         return load_movielens_data(Path(g.movielens_dir).expanduser(), g.min_sequence_length)
 
-    return load_world_sequences(require_complete(run_dir, "data"))
+    return load_world_sequences(require_complete(run_dir, "data"), g.job_name)
 
 
 def _filter(ranked: list[str], history: Sequence[str], on: bool) -> list[str]:
@@ -274,7 +274,8 @@ def run_genrec(cfg: Profile, data: SequenceData, split: Split, test: Sequence[Ex
     t0 = time.time()
     bf16 = use_bf16(cfg)
     beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, max_new_tokens=g.max_new_tokens,
-                        batch_size=g.beam_batch_size, bf16=bf16, fast_decode=cfg.generation.fast_decode, progress=True)
+                        batch_size=g.beam_batch_size, length_penalty=g.length_penalty, bf16=bf16,
+                        fast_decode=cfg.generation.fast_decode, progress=True)
     metrics["decode_seconds"] = round(time.time() - t0, 1)
     score("genrec_exact", as_items(beams, test, by_name, g.exclude_history), metrics["decode_seconds"],
           valid_rate=valid_rate(beams, by_name))
@@ -290,7 +291,8 @@ def run_genrec(cfg: Profile, data: SequenceData, split: Split, test: Sequence[Ex
         # The history is excluded inside the search (every method's rule): no beam is spent on it.
         exclude = [[data.names[i] for i in e.history] for e in test] if g.exclude_history else None
         constrained_beams = beam_search(model, tokenizer, prompts, num_beams=g.num_beams, batch_size=g.beam_batch_size,
-                                        trie=trie, exclude=exclude, renormalise=g.renormalise, bf16=bf16,
+                                        trie=trie, exclude=exclude, renormalise=g.renormalise,
+                                        length_penalty=g.length_penalty, bf16=bf16,
                                         fast_decode=cfg.generation.fast_decode, progress=True)
         metrics["constrained_decode_seconds"] = round(time.time() - t0, 1)
         score("genrec_constrained", as_items(constrained_beams, test, by_name, g.exclude_history),
@@ -384,9 +386,29 @@ METHODS = ("popularity", "markov", "sasrec", "genrec_exact", "genrec_nearest", "
 
 
 def results_table(metrics: dict) -> list[dict]:
-    """One row per method present: ``{"method", "hr@5", "hr@10", "ndcg@5", "ndcg@10"}``."""
-    return [{"method": m, **{key: round(metrics[m][key], 4) for key in ("hr@5", "hr@10", "ndcg@5", "ndcg@10")}}
-            for m in METHODS if m in metrics]
+    """One row per method present: ``{"method", "hr@5", "hr@10", "ndcg@5", "ndcg@10"}``, each a string
+    with its 95 % interval where ``metrics.json`` has one (``"34.4 % [20.4, 51.7]"``, ``"0.172 [0.088,
+    0.267]"``: Wilson for HR, a bootstrap over users for NDCG), else the rounded number."""
+    rows = []
+    for m in (m for m in METHODS if m in metrics):
+        ci = metrics[m].get("intervals", {})
+        row = {"method": m}
+        for key in ("hr@5", "hr@10", "ndcg@5", "ndcg@10"):
+            if key in ci:
+                row[key] = fmt_rate(ci[key]) if key.startswith("hr") else fmt_value(ci[key])
+            else:
+                row[key] = round(metrics[m][key], 4)
+        rows.append(row)
+    return rows
+
+
+def comparison_table(metrics: dict, method: str = "genrec_constrained") -> list[dict]:
+    """``method`` against every other method on the same users: one row each, ``{"vs", "hr@10
+    difference"}`` as ``"-3.1 [-25.0, +18.8] pts, n=32, p=1"`` (a paired bootstrap interval and
+    the exact McNemar test, from ``metrics["paired"]``)."""
+    paired = metrics.get("paired", {})
+    return [{"vs": d["b"], "hr@10 difference": fmt_diff(d)} for d in paired.values()
+            if d["a"] == method and d["metric"] == "hr@10"]
 
 
 def hr_curves(predictions: Sequence[dict], max_k: int = 10) -> dict[str, list[float]]:
