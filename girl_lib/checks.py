@@ -29,6 +29,8 @@ def _number(v) -> bool:
 
 
 POSITIVE = (_positive_int, "an integer >= 1")
+# How GenRec names the world's jobs (girl_lib.stages.genrec.sequences.job_names).
+JOB_NAME_FORMATS = ("title_at_company", "title")
 NON_NEGATIVE = (_nonneg_int, "an integer >= 0")
 
 # Rules by field name (any section) or by full dotted key (which wins): (test, what it must be).
@@ -108,7 +110,7 @@ _BY_KEY: dict[str, tuple[Any, str]] = {
     "eval.top_k": POSITIVE,
     "genrec.min_sequence_length": (lambda v: _positive_int(v) and v >= 3, "an integer >= 3 (train, val and test each need an item)"),
     "genrec.max_history": POSITIVE,
-    "genrec.job_name": (lambda v: v in ("title_at_company", "title"), "title_at_company or title"),
+    "genrec.job_name": (lambda v: v in JOB_NAME_FORMATS, " or ".join(JOB_NAME_FORMATS)),
     "genrec.max_train_examples": POSITIVE,
     "genrec.max_test_users": POSITIVE,
     "genrec.num_beams": POSITIVE,

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ...checks import JOB_NAME_FORMATS
 from ...errors import DataError, GirlError
 from ...metrics.ranking import hit_rate_at_k, ndcg_at_k
 from ...world import load_jsonl
@@ -58,9 +59,6 @@ def unique_names(names: dict[str, str]) -> dict[str, str]:
         name = " ".join(name.split())  # one space between words: decode(encode(name)) == name
         out[item] = f"{name} [{item}]" if counts[name] > 1 else name
     return out
-
-
-JOB_NAME_FORMATS = ("title_at_company", "title")
 
 
 def job_names(jobs: Iterable[dict], fmt: str = "title_at_company") -> dict[str, str]:
