@@ -115,6 +115,26 @@ def _shrink_text(text: str, limit: int) -> str:
     return f"{text[:half]}\n[... {len(text) - limit:,} characters cut by make book ...]\n{text[-half:]}"
 
 
+def as_terminal(text: str) -> str:
+    """What a terminal would leave of ``text``: on each line, only what follows its last carriage
+    return (a tqdm bar rewrites its line with ``\r``; a notebook file keeps every state)."""
+    lines = text.split("\n")
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in lines)
+
+
+def _merge_streams(outputs: list) -> tuple[list, int]:
+    """Consecutive stream outputs of one name joined into one (papermill stores each write apart)."""
+    merged, joined = [], 0
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] = _text(merged[-1].get("text", "")) + _text(out.get("text", ""))
+            joined += 1
+        else:
+            merged.append(out)
+    return merged, joined
+
+
 def _shrink_png(data: str, max_width: int) -> str:
     from PIL import Image
 
@@ -132,13 +152,18 @@ def shrink_outputs(nb: dict, max_chars: int = MAX_TEXT_CHARS, max_png_width: int
     """Keep outputs readable: long texts keep head and tail, wide PNGs are scaled down.
 
     Progress-bar widgets (``application/vnd.jupyter.widget-view+json``) are dropped: they show
-    nothing outside a live kernel. Returns counts of what changed.
+    nothing outside a live kernel. Text progress bars keep their last state only: consecutive
+    stream outputs are joined and each line shows what a terminal would (:func:`as_terminal`).
+    Returns counts of what changed.
     """
-    counts = {"texts_cut": 0, "pngs_scaled": 0, "widgets_dropped": 0}
+    counts = {"texts_cut": 0, "pngs_scaled": 0, "widgets_dropped": 0, "streams_joined": 0}
     for cell in nb["cells"]:
+        if cell.get("outputs"):
+            cell["outputs"], joined = _merge_streams(cell["outputs"])
+            counts["streams_joined"] += joined
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
-                text = _text(out.get("text", ""))
+                text = as_terminal(_text(out.get("text", "")))
                 new = _shrink_text(text, max_chars)
                 counts["texts_cut"] += new != text
                 out["text"] = new

@@ -148,6 +148,25 @@ def test_shrink_outputs_cuts_long_texts_and_scales_wide_pngs():
     assert img.size == (400, 100)
 
 
+def test_shrink_outputs_keeps_the_last_state_of_a_progress_bar():
+    nb = chapter_nb()
+    nb.cells[2].outputs = [new_output("stream", name="stdout", text="[girl] training\n"),
+                           new_output("stream", name="stderr", text="sasrec:   0%|          | 0/40\r"),
+                           new_output("stream", name="stderr", text="\rsasrec:  50%|#####     | 20/40"),
+                           new_output("stream", name="stderr", text="\rsasrec: 100%|##########| 40/40\n"),
+                           new_output("stream", name="stdout", text="HR@10 32.0 %\n"),
+                           new_output("display_data", data={"text/plain": "table"}),
+                           new_output("stream", name="stdout", text="done\n")]
+    counts = book.shrink_outputs(nb)
+    assert counts["streams_joined"] == 2
+    outs = nb.cells[2].outputs
+    assert [(o["output_type"], o.get("name")) for o in outs] == [
+        ("stream", "stdout"), ("stream", "stderr"), ("stream", "stdout"), ("display_data", None), ("stream", "stdout")]
+    assert outs[1]["text"] == "sasrec: 100%|##########| 40/40\n"  # one line, its final state
+    assert outs[0]["text"] == "[girl] training\n" and outs[2]["text"] == "HR@10 32.0 %\n"
+    assert book.as_terminal("a\rb\nc\r\n") == "b\nc\n"
+
+
 def test_clear_outputs_leaves_a_committable_chapter(tmp_path):
     nb = executed(chapter_nb())
     nb.cells[3].execution_count = 4
