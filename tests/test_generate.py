@@ -408,11 +408,13 @@ def test_fast_decode_greedy_output_equals_the_plain_path(lively, alone, monkeypa
     from girl_lib import fastpath, textgen
 
     fastpath._register_decode_attention()
-    query_lengths = []
+    query_lengths, key_lengths = [], []
 
-    def counting(module, query, *args, **kwargs):
+    def counting(module, query, key, *args, **kwargs):
         query_lengths.append(query.shape[2])
-        return fastpath.decode_attention_forward(module, query, *args, **kwargs)
+        if query.shape[2] == 1:
+            key_lengths.append(key.shape[2])
+        return fastpath.decode_attention_forward(module, query, key, *args, **kwargs)
 
     monkeypatch.setitem(AttentionInterface._global_mapping, fastpath.DECODE_ATTENTION, counting)
     model, tok = lively
@@ -422,6 +424,12 @@ def test_fast_decode_greedy_output_equals_the_plain_path(lively, alone, monkeypa
     n_layers = model.config.num_hidden_layers
     assert query_lengths.count(1) == n_layers * 7 * (1 + 3)  # 7 one-token steps per batch, 1 + 3 batches
     assert len(query_lengths) - query_lengths.count(1) == n_layers * (1 + 3)  # the prompt passes (SDPA inside)
+    # The static cache: every decode step of the first batch attends over the same, preallocated
+    # length (room for the longest prompt and every new token but the last, which is never
+    # attended to), where a DynamicCache would grow by one a step.
+    first_batch = key_lengths[:n_layers * 7]
+    longest = max(len(ids) for ids in chat_prompt_ids(tok, PROMPTS))
+    assert set(first_batch) == {longest + 8 - 1}
 
 
 def _lora(model, seed=0):
