@@ -96,6 +96,7 @@ _BY_KEY: dict[str, tuple[Any, str]] = {
     "ppo.eval_seekers": (_nonneg_int, "an integer >= 0 (0: sft.oracle_eval_seekers)"),
     "ppo.group_size": (lambda v: _positive_int(v) and v >= 2, "an integer >= 2"),
     "eval.max_test_seekers": (_all_or_positive, "-1 (all) or an integer >= 1"),
+    "eval.batch_size": (_nonneg_int, "an integer >= 0 (0: generation.batch_size)"),
     "eval.judge_pairs": (lambda v: isinstance(v, int) and v >= -1, "an integer >= 1, or 0 / -1 for all"),
     "eval.judge_tie_margin": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "eval.judge_concise_words": POSITIVE,

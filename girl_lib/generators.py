@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import Profile
+from .config import GenerationConfig, Profile
 from .errors import GirlError
 from .models import load_causal_lm
 from .rundir import ADAPTER, is_complete
@@ -100,10 +100,12 @@ def load_generator(cfg: Profile, run_dir: Path, arm: str):
         del model
 
 
-def generate_jds(cfg: Profile, run_dir: Path, arm: str, cv_texts: list[str], progress: bool = False):
-    """Greedy JDs of ``arm`` for each CV (a :class:`girl_lib.textgen.GenerationOutput`)."""
+def generate_jds(cfg: Profile, run_dir: Path, arm: str, cv_texts: list[str], progress: bool = False,
+                 gen_cfg: GenerationConfig | None = None):
+    """Greedy JDs of ``arm`` for each CV (a :class:`girl_lib.textgen.GenerationOutput`), written
+    with ``gen_cfg`` (default: the profile's ``generation``)."""
     with load_generator(cfg, run_dir, arm) as (model, tok):
-        return generate_from_config(model, tok, [make_prompt(cv) for cv in cv_texts], cfg.generation,
+        return generate_from_config(model, tok, [make_prompt(cv) for cv in cv_texts], gen_cfg or cfg.generation,
                                     system_prompt=SYSTEM_PROMPT, progress=progress)
 
 

@@ -410,3 +410,29 @@ def test_minilm_loads_offline_and_ranks_by_meaning():
     assert x.shape == (3, 384) and np.allclose(np.linalg.norm(x, axis=1), 1, rtol=0,
                                                atol=fp_tol(np.float32, 1.0, n_terms=x.shape[1]))
     assert x[0] @ x[1] > x[0] @ x[2] + 0.2
+
+
+def test_evaluation_writes_in_batches_of_eval_batch_size_and_a_new_width_writes_again(smoke_cfg, tmp_path, monkeypatch):
+    """eval.batch_size sets the width of the stage's generation batches (0: generation.batch_size);
+    saved texts are reused at the same width and written again at another (bf16 can flip a near-tie)."""
+    from girl_lib.config import apply_overrides
+    from girl_lib.textgen import GenerationOutput
+
+    widths = []
+
+    def fake_generate_jds(cfg, run_dir, arm, cv_texts, progress=False, gen_cfg=None):
+        widths.append(gen_cfg.batch_size)
+        n = len(cv_texts)
+        return GenerationOutput(texts=[f"JD for {cv}" for cv in cv_texts], response_ids=[[7]] * n,
+                                num_tokens=[1] * n, finished=[True] * n)
+
+    monkeypatch.setattr(evaluation, "generate_jds", fake_generate_jds)
+    seekers = [{"id": f"s{i}", "cv_text": f"cv {i}"} for i in range(3)]
+    quiet = dict(log=lambda *a: None)
+    wide = apply_overrides(smoke_cfg, {"eval.batch_size": 5})
+    got, _ = evaluation.ensure_texts(wide, tmp_path, "zero_shot", seekers, **quiet)
+    assert widths == [5] and [r["text"] for r in got] == ["JD for cv 0", "JD for cv 1", "JD for cv 2"]
+    evaluation.ensure_texts(wide, tmp_path, "zero_shot", seekers, **quiet)
+    assert widths == [5]  # saved at this width: reused
+    evaluation.ensure_texts(apply_overrides(smoke_cfg, {"eval.batch_size": 0}), tmp_path, "zero_shot", seekers, **quiet)
+    assert widths == [5, smoke_cfg.generation.batch_size]

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ...config import Profile
+from ...config import GenerationConfig, Profile
 from ...embed import load_embedder
 from ...errors import GirlError
 from ...generators import GENERATORS, LABELS, best_generator, generate_jds, is_trained, trained_generators
@@ -89,10 +89,16 @@ def texts_path(run_dir: Path, arm: str) -> Path:
     return Path(run_dir) / FOLDER / "texts" / f"{arm}.json"
 
 
+def eval_generation(cfg: Profile) -> GenerationConfig:
+    """The generation settings of this stage: the profile's, in batches of ``eval.batch_size`` rows."""
+    return replace(cfg.generation, batch_size=cfg.eval.batch_size or cfg.generation.batch_size)
+
+
 def _fingerprint(cfg: Profile, run_dir: Path, arm: str) -> dict:
-    """What the saved texts depend on: the model, the generation settings, the arm's training run."""
+    """What the saved texts depend on: the model, the generation settings (the batch width too: in
+    bf16 it can flip a near-tie), the arm's training run."""
     manifest = read_manifest(Path(run_dir) / arm) if arm != "zero_shot" else None
-    return {"base_model": cfg.model.base_model, "generation": asdict(cfg.generation),
+    return {"base_model": cfg.model.base_model, "generation": asdict(eval_generation(cfg)),
             "trained_at": (manifest or {}).get("finished_at")}
 
 
@@ -119,7 +125,8 @@ def ensure_texts(cfg: Profile, run_dir: Path, arm: str, seekers: Sequence[dict],
     if missing:
         log(f"[girl] evaluate: {LABELS[arm]} writes {len(missing)} JDs")
         t0 = time.time()
-        out = generate_jds(cfg, run_dir, arm, [s["cv_text"] for s in missing], progress=True)
+        out = generate_jds(cfg, run_dir, arm, [s["cv_text"] for s in missing], progress=True,
+                           gen_cfg=eval_generation(cfg))
         seconds = time.time() - t0
         for s, text, fin, n in zip(missing, out.texts, out.finished, out.num_tokens):
             by_seeker[s["id"]] = {"text": text, "finished": fin, "num_tokens": n}
