@@ -12,7 +12,9 @@ inverse-CDF sampler). For the split, ``--modes plain,dtype,decode,fast`` adds ea
 ``girl_lib.int8``); ``int8_nohead`` keeps the lm_head fp32 and ``int8_all`` runs the prompt pass
 int8 too: the two decisions ``girl_lib.int8`` made, measured. ``fp16w`` is ``fast_dtype=fp16w``
 with ``fast_decode``: fp32 arithmetic on fp16-packed weights, what ``fast`` (``auto``) is on a CPU
-without native bf16; ``decode`` is then the fp32 fast path it replaced.
+without native bf16; ``decode`` is then the fp32 fast path it replaced. ``fast_dyncache`` and
+``fp16w_dyncache`` are those modes with transformers' growing ``DynamicCache`` instead of the fast
+path's static KV cache (``girl_lib.textgen.STATIC_CACHE``).
 Sampling as in PPO (temperature, top_k=0, top_p=1). ``--check`` (default on) also compares each
 path with fp32 (``check``: the fast path; ``checks``: every mode run but plain): the share of
 prompts with identical greedy answers and the mean/max gap between the fp32 log-probs (what PPO
@@ -27,8 +29,11 @@ from contextlib import contextmanager
 
 import _common
 
-# Benchmark-only variants of the int8 mode: girl_lib.int8's module-level decisions, flipped.
+# Benchmark-only variants of a mode: a module-level decision of girl_lib, flipped.
+# int8_*: girl_lib.int8's; *_dyncache: transformers' growing DynamicCache instead of the fast
+# path's static KV cache (girl_lib.textgen.STATIC_CACHE).
 INT8_VARIANTS = {"int8_nohead": {"QUANTIZE_LM_HEAD": False}, "int8_all": {"INT8_PROMPT_PASS": True}}
+DYNCACHE_VARIANTS = {"fast_dyncache": "fast", "fp16w_dyncache": "fp16w"}
 
 
 def response_logprobs(model, tok, prompts, responses, temperature, system_prompt):
@@ -65,8 +70,8 @@ def sampler_logits(model, tok, prompts, responses, system_prompt, fast_dtype, mo
     ids, mask = left_pad(chat_prompt_ids(tok, prompts, system_prompt), tok.pad_token_id)
     cols = right_pad(responses, tok.pad_token_id)[0]
     steps = []
-    # int8_variant first: int8_linears reads its decisions when the weights are swapped
-    with int8_variant(mode), weights_in(model, resolve_fast_dtype(fast_dtype, device), merge_lora=True), \
+    # mode_variant first: int8_linears reads its decisions when the weights are swapped
+    with mode_variant(mode), weights_in(model, resolve_fast_dtype(fast_dtype, device), merge_lora=True), \
             decode_attention(model), torch.inference_mode():
         pos = (mask.cumsum(-1) - 1).clamp_min(0)  # positions and logits_to_keep as generate sets them
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
@@ -92,19 +97,19 @@ def sampler_logprobs(model, tok, prompts, responses, temperature, system_prompt,
 
 
 @contextmanager
-def int8_variant(mode: str):
-    """``girl_lib.int8``'s decisions as :data:`INT8_VARIANTS` sets them for ``mode``, inside the block."""
-    from girl_lib import int8
+def mode_variant(mode: str):
+    """The decisions :data:`INT8_VARIANTS` or :data:`DYNCACHE_VARIANTS` flip for ``mode``, inside the block."""
+    from girl_lib import int8, textgen
 
-    changes = INT8_VARIANTS.get(mode, {})
-    saved = {k: getattr(int8, k) for k in changes}
+    module, changes = (textgen, {"STATIC_CACHE": {}}) if mode in DYNCACHE_VARIANTS else (int8, INT8_VARIANTS.get(mode, {}))
+    saved = {k: getattr(module, k) for k in changes}
     try:
         for k, v in changes.items():
-            setattr(int8, k, v)
+            setattr(module, k, v)
         yield
     finally:
         for k, v in saved.items():
-            setattr(int8, k, v)
+            setattr(module, k, v)
 
 
 def check_mode(model, tok, prompts, plain_greedy, mode: str, fast_dtype: str, temperature: float, seed: int,
@@ -113,7 +118,7 @@ def check_mode(model, tok, prompts, plain_greedy, mode: str, fast_dtype: str, te
     from girl_lib.fastpath import torch_threads
     from girl_lib.textgen import generate
 
-    with int8_variant(mode):
+    with mode_variant(mode):
         greedy = generate(model, tok, prompts, fast_dtype=fast_dtype, fast_decode=True, **kw).response_ids
         sampled = generate(model, tok, prompts, do_sample=True, temperature=temperature, seed=seed,
                            fast_dtype=fast_dtype, fast_decode=True, **kw).response_ids
@@ -155,7 +160,8 @@ def parse_args(argv):
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", help="comma list; default 1,4 (smoke) or 1,4,16,32")
     p.add_argument("--modes", default="plain,fast",
-                   help="comma list of plain, dtype, decode, fast, int8 (and int8_nohead, int8_all), fp16w")
+                   help="comma list of plain, dtype, decode, fast, int8 (and int8_nohead, int8_all), fp16w "
+                        "(and fast_dyncache, fp16w_dyncache)")
     p.add_argument("--threads", default="0", help="comma list of torch thread counts while generating; 0 = default")
     p.add_argument("--max-new-tokens", type=int, help="default: the profile's generation.max_new_tokens")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True)
@@ -175,7 +181,7 @@ def time_modes(model, tok, prompts, sizes, args, modes, cfg, new: int, fast_reso
         for mode in args.modes.split(","):
             for threads in [int(t) for t in args.threads.split(",")]:
                 t, c = time.perf_counter(), time.process_time()
-                with int8_variant(mode):
+                with mode_variant(mode):
                     out = generate(model, tok, prompts[:b], system_prompt=SYSTEM_PROMPT, max_new_tokens=new,
                                    batch_size=b, do_sample=True, temperature=cfg.generation.temperature,
                                    seed=cfg.seed, fast_dtype=modes[mode][0], fast_decode=modes[mode][1],
@@ -221,6 +227,7 @@ def main(argv=None):
     fast = g.fast_dtype if g.fast_dtype != "off" else "auto"
     modes = {m: (fast if d == "auto" else d, fd) for m, (d, fd) in _common.GEN_MODES.items()}
     modes.update({m: modes["int8"] for m in INT8_VARIANTS})
+    modes.update({m: modes[base] for m, base in DYNCACHE_VARIANTS.items()})
     for mode in args.modes.split(","):
         if mode not in modes:
             p.error(f"--modes: unknown mode '{mode}'; choose from {', '.join(modes)}")
@@ -234,7 +241,7 @@ def main(argv=None):
         b, threads = min(16, max(sizes)), int(args.threads.split(",")[0])
         result["decode_ops"] = {}
         for mode in args.modes.split(","):
-            with torch_threads(threads), int8_variant(mode):
+            with torch_threads(threads), mode_variant(mode):
                 ops = decode_step_ops(model, tok, prompts[:b], system_prompt=SYSTEM_PROMPT, batch_size=b, do_sample=True,
                                       temperature=g.temperature, seed=cfg.seed, fast_dtype=modes[mode][0],
                                       fast_decode=modes[mode][1])

@@ -71,6 +71,22 @@ def test_bench_generate_int8_mode_is_checked_against_fp32(tmp_path):
     assert set(r["speedup_over_plain"]) == {"int8_b2_t1", "int8_nohead_b2_t1"}
 
 
+def test_bench_generate_dyncache_mode_switches_the_static_cache_off_and_back(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_generate
+
+    from girl_lib import textgen
+
+    assert textgen.STATIC_CACHE == {"cache_implementation": "static"}
+    with bench_generate.mode_variant("fast_dyncache"):
+        assert textgen.STATIC_CACHE == {}
+    with bench_generate.mode_variant("fast"):
+        assert textgen.STATIC_CACHE == {"cache_implementation": "static"}
+    assert textgen.STATIC_CACHE == {"cache_implementation": "static"}
+    _, args = bench_generate.parse_args(["--modes", "fast,fast_dyncache"])
+    assert args.modes == "fast,fast_dyncache"
+
+
 def test_bench_train(tmp_path):
     r = run_bench("bench_train.py", "--steps", "1", tmp_path=tmp_path)
     assert r["sft_steps"] == 1 and r["reward_steps"] == 1

@@ -175,7 +175,7 @@ def test_the_benchmarks_log_prob_gap_scores_the_function_that_sampled(calm, mode
     bench = _bench_generate()
     model, tok = calm
     prompts = MORE_PROMPTS
-    with bench.int8_variant(mode):
+    with bench.mode_variant(mode):
         greedy = generate(model, tok, prompts, max_new_tokens=8, batch_size=len(prompts), fast_dtype="int8",
                           fast_decode=True).response_ids
     logits = bench.sampler_logits(model, tok, prompts, greedy, None, "int8", mode)
