@@ -227,9 +227,10 @@ def generation_kwargs(tokenizer, max_new_tokens: int, do_sample: bool, temperatu
 
 # The fast path's KV cache on the CPU: allocated once per batch (prompt + max_new_tokens long)
 # and written in place. The default DynamicCache concatenates every layer's keys and values at
-# every step, a fresh allocation of the whole cache per token: its decode steps grow from 150 to
-# 185 ms over a JD at batch 64, against a flat 130-139 ms here, 1.19x the tokens/s (2-core Xeon,
-# AMX, bf16; docs/results.md). Not used on GPUs, where transformers would compile the model for it.
+# every step, a fresh allocation of the whole cache per token: its decode steps grow from 147 to
+# 185 ms over a JD at batch 64, against a flat 130-139 ms here. Sampled rollouts, 144 tokens:
+# 1.16x the tokens/s at 16 rows, 1.09x at 64 (2-core Xeon, AMX, bf16; docs/results.md,
+# evaluation). Not used on GPUs, where transformers would compile the model for it.
 STATIC_CACHE = {"cache_implementation": "static"}
 
 
