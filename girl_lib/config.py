@@ -199,9 +199,10 @@ class EvalConfig:
     zero_shot_seekers: int = 64  # the zero-shot arm writes for the first of them only (its JDs are long)
     arms: tuple[str, ...] = ()  # which arms to evaluate; empty: every arm found in the run dir
     embedder: str = "minilm"  # minilm (all-MiniLM-L6-v2, offline wheel) | hashing (cheap, for smoke)
-    # Rows per generation batch here (0: generation.batch_size). Greedy JDs for hundreds of seekers:
-    # wider than the rollouts' batches, which stay on-policy sized (2-core Xeon, bf16: 165, 231 and
-    # 257 tokens/s at 16, 32 and 64 rows; docs/results.md, evaluation).
+    # Rows per generation batch here (0: generation.batch_size). Greedy JDs for hundreds of seekers,
+    # in batches wider than generation.batch_size, which also sizes the SFT and PPO stages' own
+    # generation (changing it would redo them). 2-core Xeon, bf16: 165, 231 and 257 tokens/s at
+    # 16, 32 and 64 rows (docs/results.md, evaluation).
     batch_size: int = 64
     # Pairwise judge (level of detail, relevance, conciseness), each pair judged in both orders.
     judge_pairs: int = -1  # seekers per compared pair of arms (-1: every test seeker both arms wrote for)
