@@ -20,7 +20,8 @@ bf16 weights while generating, only where the hardware computes bf16 natively (f
 without bf16, fp16-packed weights with float32 arithmetic on CPUs without bf16), the float32
 weights put back bit for bit (:func:`weights_in`). ``fast_decode``:
 one-token attention as two small matmuls (:func:`decode_attention`), a static KV cache on the
-CPU (:data:`STATIC_CACHE`), LoRA merged into ``W`` while generating, and :class:`InverseCdfSampler` (one random number per row, not per vocabulary entry).
+CPU (:data:`STATIC_CACHE`), LoRA merged into ``W`` while generating, and
+:class:`InverseCdfSampler` (one random number per row, not per vocabulary entry).
 ``num_threads``: pin torch's threads (fewer helps on a busy machine). bf16 sampling is slightly
 off-policy; PPO recomputes the log-probs in float32, and ``generation.fast_dtype=off`` makes the
 rollouts exactly on-policy. ``fast_dtype=int8`` (CPU, on request: :mod:`girl_lib.int8`) runs the
@@ -247,7 +248,7 @@ def _generate_batches(model, tokenizer, ids: list[list[int]], batches: list[list
 
     response_ids: list = [None] * len(ids)
     finished: list[bool] = [False] * len(ids)
-    if fast_decode and getattr(device, "type", str(device)) == "cpu":
+    if fast_decode and device.type == "cpu":  # the same test decode_attention makes
         gen_kwargs = {**gen_kwargs, **STATIC_CACHE}
     was_training = model.training
     model.eval()
