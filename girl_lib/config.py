@@ -182,6 +182,9 @@ class PPOConfig:
     value_head_init: str = "mean_return"
     value_backbone_grad: bool = False  # let the value loss train the shared LoRA too (TRL's old shared trunk)
     save_every: int = 2
+    # Keep the adapter every N iterations in ppo/snapshots/ for greedy checks afterwards (the budget and
+    # over-optimisation curves, girl_lib.stages.ppo.checks); 0: keep none.
+    snapshot_every: int = 0
     eval_seekers: int = 0  # held-out seekers for the final PPO-vs-SFT comparison; 0: sft.oracle_eval_seekers
     eval_kl: bool = True  # exact KL(PPO || SFT) along the PPO's greedy eval responses
     group_size: int = 4  # --algo grpo|rloo only: completions per prompt (the group / leave-one-out baseline)

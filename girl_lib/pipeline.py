@@ -43,6 +43,7 @@ from .stages.genrec import stage as genrec
 from .stages.ppo import grpo_rloo
 from .stages.ppo import stage as ppo
 from .stages.ppo.checkpoint import read_log
+from .stages.ppo.greedy_checks import check_snapshots
 
 
 @dataclass(frozen=True)
@@ -350,15 +351,23 @@ def beta_sweep(cfg: Profile, run_dir: Path, betas: Sequence[float], overrides: d
 
 
 def long_run(cfg: Profile, run_dir: Path, iterations: int, reward_source: str = "rm", force: bool = False,
-             log=print) -> dict:
-    """One PPO run ``iterations`` long, into ``<run_dir>/long_run/<reward_source>/``.
+             snapshot_every: int = 4, kl_seekers: int = 32, log=print) -> dict:
+    """One PPO run ``iterations`` long, into ``<run_dir>/long_run/<reward_source>/``, then a greedy
+    check of the policy every ``snapshot_every`` iterations.
 
     The budget question: where does acceptance saturate, against the learned reward model and
     against the oracle itself? Like :func:`beta_sweep`, the sub-run links the complete ``data``,
-    ``sft`` and ``reward`` stages of ``run_dir``. Its log feeds the over-optimisation and budget
-    curves (:mod:`girl_lib.stages.ppo.overopt`), even while it runs or after it was stopped.
+    ``sft`` and ``reward`` stages of ``run_dir``. The adapter is kept every ``snapshot_every``
+    iterations and each is checked greedily on the val seekers
+    (:func:`girl_lib.stages.ppo.greedy_checks.check_snapshots`, ``kl_seekers`` of them for the
+    exact KL); ``0`` keeps none. Those checks and the run's log feed the budget and
+    over-optimisation curves (:mod:`girl_lib.stages.ppo.overopt`). Returns the stage's manifest
+    with the checks under ``"checks"``.
     """
     sub = Path(run_dir) / "long_run" / reward_source
     link_stages(run_dir, sub, ("data", "sft", "reward"))
-    cfg_l = apply_overrides(cfg, {"ppo.iterations": iterations, "ppo.reward_source": reward_source})
-    return run_stage("ppo", cfg_l, sub, force=force, log=log)
+    cfg_l = apply_overrides(cfg, {"ppo.iterations": iterations, "ppo.reward_source": reward_source,
+                                  "ppo.snapshot_every": snapshot_every})
+    manifest = run_stage("ppo", cfg_l, sub, force=force, log=log)
+    checks = check_snapshots(cfg_l, sub, kl_seekers=kl_seekers, log=log) if snapshot_every > 0 else []
+    return {**manifest, "checks": checks}

@@ -147,16 +147,18 @@ def overoptimisation(curve: Sequence[Mapping], x: str = "sqrt_kl", ax=None, titl
     return ax
 
 
-def budget(curves: Mapping[str, Sequence[Mapping]], ax=None, title: str = "budget: acceptance against episodes"):
-    """The oracle's acceptance of the rollouts against episodes, one line per reward PPO
-    optimised (``ppo.overopt.from_run``'s ``by_episodes``), with 95 % intervals."""
+def budget(curves: Mapping[str, Sequence[Mapping]], ax=None, title: str = "budget: acceptance against episodes",
+           ylabel: str = "oracle acceptance (rollouts)"):
+    """The oracle's acceptance against episodes, one line per reward PPO optimised, with 95 %
+    intervals: of the rollouts (``ppo.overopt.from_run``'s ``by_episodes``) or of the greedy
+    checks (its ``greedy.by_episodes``)."""
     ax = _axes(ax, figsize=(6, 3.5))
     for i, (name, bins) in enumerate(curves.items()):
         acc = [b["accept_rate"] for b in bins]
         ax.errorbar([b["episodes"] for b in bins], [v["value"] for v in acc], yerr=_err(acc), fmt="o-",
                     color=f"C{i + 2}", capsize=3, label=f"PPO on the {name}")
     ax.set_xlabel("episodes (rollouts)")
-    ax.set_ylabel("oracle acceptance (rollouts)")
+    ax.set_ylabel(ylabel)
     if curves:
         ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title)

@@ -16,6 +16,8 @@ from .normalize import SCORE_NORM
 from .policy import PolicyWithValueHead
 
 CHECKPOINT = "checkpoint"
+SNAPSHOTS = "snapshots"  # ppo/snapshots/iteration_<NNN>/: the adapter every ppo.snapshot_every iterations
+CHECKS = "checks.json"  # the greedy checks of those snapshots (girl_lib.stages.ppo.checks)
 
 
 LOG = "log.jsonl"
@@ -24,10 +26,10 @@ LOG = "log.jsonl"
 def config_fingerprint(cfg: Profile, num_processes: int) -> str:
     """A hash of every setting a resumed run must share with the interrupted one.
 
-    ``ppo.iterations``, ``ppo.save_every`` and the evaluation settings may change (resume a
+    ``ppo.iterations``, ``ppo.save_every``, ``ppo.snapshot_every`` and the evaluation settings may change (resume a
     run and give it more iterations); anything else starts over.
     """
-    ppo = {k: v for k, v in asdict(cfg.ppo).items() if k not in ("iterations", "save_every", "eval_seekers", "eval_kl")}
+    ppo = {k: v for k, v in asdict(cfg.ppo).items() if k not in ("iterations", "save_every", "snapshot_every", "eval_seekers", "eval_kl")}
     key = {"ppo": ppo, "model": asdict(cfg.model), "generation": asdict(cfg.generation),
            "reward_max_length": cfg.reward.max_length, "num_processes": num_processes}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -59,6 +61,31 @@ def save_checkpoint(out: Path, model: PolicyWithValueHead, optimizer, state: dic
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_snapshot(out: Path, model: PolicyWithValueHead, iteration: int) -> Path:
+    """Keep the policy's adapter after ``iteration`` in ``out/snapshots/iteration_<NNN>/`` (atomically).
+
+    Only the LoRA (``save_pretrained``, a few MB): enough to write greedy JDs with the policy of
+    that iteration afterwards, which the budget and over-optimisation curves need; training
+    never reads it back.
+    """
+    final = Path(out) / SNAPSHOTS / f"iteration_{iteration:03d}"
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.policy.save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def list_snapshots(out: Path) -> list[tuple[int, Path]]:
+    """``[(iteration, folder)]`` of the complete snapshots in ``out/snapshots/``, in order."""
+    found = []
+    for path in sorted((Path(out) / SNAPSHOTS).glob("iteration_*")):
+        if (path / "adapter_config.json").is_file():
+            found.append((int(path.name.split("_")[1]), path))
+    return found
 
 
 def find_checkpoint(out: Path) -> Path | None:
@@ -102,7 +129,7 @@ def _append_log(path: Path, row: dict) -> None:
 
 
 def _fresh_start(out: Path) -> None:
-    for name in (CHECKPOINT, f"{CHECKPOINT}.old", ADAPTER):
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old", ADAPTER, SNAPSHOTS):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in (LOG, "metrics.json", "value_head.safetensors", "eval_texts.json", SCORE_NORM):
+    for name in (LOG, "metrics.json", "value_head.safetensors", "eval_texts.json", SCORE_NORM, CHECKS):
         (out / name).unlink(missing_ok=True)

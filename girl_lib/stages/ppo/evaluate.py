@@ -44,14 +44,17 @@ def exact_kl_along(model: PolicyWithValueHead, batch: dict, batch_size: int) -> 
     return out
 
 
-def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, rm_tok, oracle=None) -> dict:
+def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, rm_tok, oracle=None,
+             kl_seekers: int = 0) -> dict:
     """Greedy JDs of the PPO policy and of the SFT model for held-out (val) seekers.
 
     The SFT arm reuses the SFT stage's own greedy JDs (``sft/oracle_val.json``) when they were
     written for the same seekers with the same generation settings; otherwise it generates them
     with the PPO adapter disabled (= the SFT model). Both arms go through the oracle and the
     reward model; ``paired`` holds PPO − SFT with paired intervals and tests (the oracle's rates
-    and means); ``kl_exact_mean`` is :func:`exact_kl_along` the PPO's greedy JDs.
+    and means); ``kl_exact_mean`` is :func:`exact_kl_along` the PPO's greedy JDs, over all of
+    them or, with ``kl_seekers > 0``, over the first ``kl_seekers`` of the (seeded, random) draw:
+    the exact KL costs as much as the generation on a CPU, and its mean needs fewer seekers.
     """
     p = cfg.ppo
     n = p.eval_seekers or cfg.sft.oracle_eval_seekers
@@ -76,18 +79,21 @@ def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, r
         "n_seekers": len(seekers), "seeker_ids": [s["id"] for s in seekers], "sft_arm_source": sft_source,
         "generation_seconds": round(gen_seconds, 1),
         "ppo": {"report": oracle_report(seekers, ppo_out.texts, oracle), "rm_score_mean": float(rm_ppo.mean()),
-                "eos_rate": sum(ppo_out.finished) / max(1, len(seekers))},
-        "sft": {"report": oracle_report(seekers, sft_texts, oracle), "rm_score_mean": float(rm_sft.mean())},
+                "rm_scores": [round(float(v), 4) for v in rm_ppo], "eos_rate": sum(ppo_out.finished) / max(1, len(seekers))},
+        "sft": {"report": oracle_report(seekers, sft_texts, oracle), "rm_score_mean": float(rm_sft.mean()),
+                "rm_scores": [round(float(v), 4) for v in rm_sft]},
         "texts": {"ppo": ppo_out.texts, "sft": sft_texts},
     }
     # PPO minus SFT on the same seekers: paired intervals, n and p-values (exact McNemar on rates).
     result["paired"] = compare_reports(result["ppo"]["report"], result["sft"]["report"], seed=cfg.seed)
     if p.eval_kl and seekers:
         t0 = time.time()
-        batch = build_batch(chat_prompt_ids(tok, prompts, SYSTEM_PROMPT), ppo_out.response_ids,
+        k = len(prompts) if kl_seekers <= 0 else min(kl_seekers, len(prompts))
+        batch = build_batch(chat_prompt_ids(tok, prompts[:k], SYSTEM_PROMPT), ppo_out.response_ids[:k],
                             tok.pad_token_id, tok.eos_token_id)
         kl = exact_kl_along(model, batch, max(1, p.micro_batch_size))
         result["kl_exact_mean"] = float(kl.mean())
+        result["kl_exact_n"] = k
         result["kl_seconds"] = round(time.time() - t0, 1)
     return result
 

@@ -26,7 +26,7 @@ from ...scoring import load_reward_model, make_scorer, raw_scorer
 from ...textgen import GenerationOutput, chat_prompt_ids
 from ...world import SYSTEM_PROMPT, Oracle, load_split, make_prompt
 from .checkpoint import (ADAPTER, LOG, _append_log, _fresh_start, _truncate_log, config_fingerprint,
-                         find_checkpoint, load_value_head, save_checkpoint)
+                         find_checkpoint, load_value_head, save_checkpoint, save_snapshot)
 from .core import (K3_IN_REWARD, AdaptiveKLController, FixedKLController, explained_variance, masked_mean,
                    sequence_lengths)
 from .normalize import score_norm
@@ -356,6 +356,9 @@ def ppo_iterations(cfg: Profile, ctx: _Context, m: _Models, pool: list[dict], or
         # (9) checkpoint every ppo.save_every iterations, and after the last one
         if iteration % max(1, p.save_every) == 0 or iteration == p.iterations:
             save_iteration(ctx, m, iteration, episodes)
+        # (10) keep this iteration's adapter for the greedy checks afterwards (ppo.snapshot_every)
+        if p.snapshot_every > 0 and iteration % p.snapshot_every == 0 and ctx.is_main:
+            save_snapshot(ctx.out, m.unwrapped, iteration)
     return episodes
 
 

@@ -24,7 +24,8 @@ import numpy as np
 from scipy import stats as sps
 
 from ... import plots
-from ...stats import fmt_rate, fmt_value, rate
+from ...stats import fmt_diff, fmt_rate, fmt_value, rate
+from .greedy_checks import as_curve, extrapolate, read_checks
 
 
 def points(rows: Sequence[Mapping], source: str = "ppo") -> list[dict]:
@@ -109,44 +110,131 @@ def _read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _sub_runs(run_dir: Path) -> dict[str, Path]:
+    """Every PPO run of a run dir, by source: the stage itself, each β of a sweep, each long run."""
+    found = {"ppo": run_dir}
+    for sub in sorted(run_dir.glob("beta_sweep/beta_*")):
+        found[sub.name] = sub
+    for sub in sorted(run_dir.glob("long_run/*")):
+        found[f"long run ({sub.name})"] = sub
+    return found
+
+
 def _logs(run_dir: Path) -> dict[str, list[dict]]:
-    """Every PPO log of a run dir, by source: the stage itself, each β of a sweep, each long run."""
-    found = {"ppo": _read_rows(run_dir / "ppo" / "log.jsonl")}
-    for log in sorted(run_dir.glob("beta_sweep/beta_*/ppo/log.jsonl")):
-        found[log.parent.parent.name] = _read_rows(log)
-    for log in sorted(run_dir.glob("long_run/*/ppo/log.jsonl")):
-        found[f"long run ({log.parent.parent.name})"] = _read_rows(log)
+    """Every PPO log of a run dir, by source (:func:`_sub_runs`)."""
+    found = {k: _read_rows(sub / "ppo" / "log.jsonl") for k, sub in _sub_runs(run_dir).items()}
     return {k: v for k, v in found.items() if v}
+
+
+def _checks(run_dir: Path) -> dict[str, list[dict]]:
+    """Every run's greedy checks (``ppo/checks.json``, :mod:`greedy_checks`), by source."""
+    found = {k: read_checks(sub) for k, sub in _sub_runs(run_dir).items()}
+    return {k: v for k, v in found.items() if v}
+
+
+def _budget_sources(found: Mapping[str, list]) -> dict[str, list]:
+    """The longest run per reward: ``long_run/<source>`` when there is one, else the stage."""
+    budget = {"learned RM": found.get("long run (rm)") or found.get("ppo"), "oracle reward": found.get("long run (oracle)")}
+    return {k: v for k, v in budget.items() if v}
+
+
+def greedy_from_run(run_dir: Path) -> dict:
+    """The curves from the greedy checks of a run dir's snapshots (empty when none was checked).
+
+    Over-optimisation: every check of every run that optimised the reward model, by √KL (the SFT
+    point once). Budget: the checks of the longest run per reward, by episodes, with PPO − SFT
+    paired and the straight-line projection of the episodes that +10 points would need.
+    """
+    checks = _checks(Path(run_dir))
+    proxy, seen_sft = [], False
+    for src, rows in checks.items():
+        if src == "long run (oracle)":
+            continue
+        for r in rows:
+            if r["iteration"] == 0:
+                if seen_sft:
+                    continue
+                seen_sft = True
+            proxy.append({**r, "source": src})
+    curve = sorted(as_curve(proxy), key=lambda b: b["sqrt_kl"])
+    budget = _budget_sources(checks)
+    return {"checks": checks, "by_sqrt_kl": curve, "message": message(curve) if curve else "no greedy checks",
+            "by_episodes": {name: as_curve(rows) for name, rows in budget.items()},
+            "rows_by_episodes": budget,
+            "extrapolation": {name: extrapolate(rows) for name, rows in budget.items()}}
 
 
 def from_run(run_dir: Path, bins: int = 5) -> dict:
     """The curves of a run dir. Over-optimisation (against √KL): every run that optimised the
     reward model (the stage, a β sweep, ``long_run/rm``). Budget (against episodes): the longest
-    run per reward (``long_run/<source>`` when there is one, else the stage)."""
+    run per reward (``long_run/<source>`` when there is one, else the stage). Both from the
+    rollouts PPO logged; ``"greedy"`` holds the same curves from the greedy checks of the
+    snapshots, when there are any (:func:`greedy_from_run`)."""
     logs = _logs(Path(run_dir))
+    greedy = greedy_from_run(Path(run_dir))
     proxy = [p for src, rows in logs.items() if src != "long run (oracle)" for p in points(rows, src)]
     if not proxy:
-        return {"points": [], "by_sqrt_kl": [], "by_episodes": {}, "message": "no PPO log in this run dir"}
+        return {"points": [], "by_sqrt_kl": [], "by_episodes": {}, "message": "no PPO log in this run dir",
+                "greedy": greedy}
     by_kl = binned(proxy, "sqrt_kl", bins)
-    budget = {"learned RM": logs.get("long run (rm)") or logs.get("ppo"), "oracle reward": logs.get("long run (oracle)")}
-    by_episodes = {name: binned(points(rows, name), "episodes", bins) for name, rows in budget.items() if rows}
-    return {"points": proxy, "by_sqrt_kl": by_kl, "by_episodes": by_episodes, "message": message(by_kl)}
+    by_episodes = {name: binned(points(rows, name), "episodes", bins) for name, rows in _budget_sources(logs).items()}
+    return {"points": proxy, "by_sqrt_kl": by_kl, "by_episodes": by_episodes, "message": message(by_kl),
+            "greedy": greedy}
 
 
 def save_plot(curve: Mapping, path: Path) -> Path:
-    """The proxy-vs-gold plot (against √KL) and the budget plot (acceptance against episodes)."""
+    """The proxy-vs-gold plot (against √KL) and the budget plot (acceptance against episodes):
+    from the greedy checks when the run has them, else from the rollouts."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    greedy = curve.get("greedy") or {}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-    plots.overoptimisation(curve["by_sqrt_kl"], ax=left, title="over-optimisation: proxy vs gold")
-    plots.budget(curve["by_episodes"], ax=right)
+    if greedy.get("by_sqrt_kl"):
+        plots.overoptimisation(greedy["by_sqrt_kl"], ax=left, title="over-optimisation: proxy vs gold (greedy, val)")
+        plots.budget(greedy["by_episodes"], ax=right, ylabel="oracle acceptance (greedy, val)")
+    else:
+        plots.overoptimisation(curve["by_sqrt_kl"], ax=left, title="over-optimisation: proxy vs gold")
+        plots.budget(curve["by_episodes"], ax=right)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def greedy_markdown(greedy: Mapping, run_dir: Path) -> list[str]:
+    """The greedy checks' tables, the curve's computed sentence and the budget's projection."""
+    if not greedy.get("checks"):
+        return []
+    lines = ["", "### The greedy checks: budget and over-optimisation", "",
+             "Every few iterations the policy's greedy JDs for PPO's held-out val seekers: acceptance with "
+             "its Wilson interval, PPO − SFT paired (bootstrap CI, exact McNemar p), the reward model's raw "
+             "score with its t-interval, the exact KL to the SFT model along those JDs. Iteration 0 is SFT."]
+    for src, rows in greedy["checks"].items():
+        lines += ["", f"**{src}**", "", "| iteration | episodes | √KL | RM score | acceptance | PPO − SFT | interest | parse |",
+                  "|---:|---:|---:|---|---|---|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r['iteration']} | {r['episodes']} | {r['sqrt_kl']:.2f} | {fmt_value(r['rm_score'], 2)} "
+                         f"| {fmt_rate(r['accept_rate'])} | {fmt_diff(r['vs_sft']) if r['iteration'] else '—'} "
+                         f"| {r['seeker_interest']:.3f} | {100 * r['parse_rate']:.0f} % |")
+    lines += ["", f"**What the greedy curve shows:** {greedy['message']}."]
+    for name, ex in greedy["extrapolation"].items():
+        rows = greedy["rows_by_episodes"][name]
+        best = max((r for r in rows if r["iteration"]), key=lambda r: r["vs_sft"]["diff"], default=None)
+        if best is None:
+            continue
+        text = (f"Budget, PPO on the {name}: the largest gain over SFT, {fmt_diff(best['vs_sft'])}, at "
+                f"{best['episodes']} episodes (iteration {best['iteration']}). ")
+        if ex["episodes"] is None:
+            text += "The checks' gains do not grow with episodes, so no budget for +10 points can be projected."
+        else:
+            text += (f"A straight line through the checks' gains ({ex['slope_per_100_episodes'] * 100:+.1f} points "
+                     f"per 100 episodes) reaches +10 points at about {ex['episodes']:.0f} episodes: a projection "
+                     "that assumes the gain keeps growing linearly, not a measurement.")
+        lines += ["", text]
+    return lines
 
 
 def markdown(run_dir: Path) -> list[str]:
@@ -167,5 +255,7 @@ def markdown(run_dir: Path) -> list[str]:
     for name, bins_ in curve["by_episodes"].items():
         lines.append(f"Budget, PPO on the {name}: " + "; ".join(
             f"{b['range'][0]}–{b['range'][1]} episodes {fmt_rate(b['accept_rate'])}" for b in bins_) + ".")
-    lines += ["", f"![over-optimisation]({plot.relative_to(run_dir)})"]
+    lines += greedy_markdown(curve["greedy"], Path(run_dir))
+    lines += ["", f"![over-optimisation]({plot.relative_to(run_dir)})"
+              + (" (both panels from the greedy checks)" if curve["greedy"].get("by_sqrt_kl") else "")]
     return lines
