@@ -144,3 +144,24 @@ def test_a_long_run_keeps_snapshots_whose_greedy_jds_are_the_policys(smoke_cfg, 
     assert loaded == [path for _, path in snaps]
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in again] == [
         {k: v for k, v in r.items() if k != "seconds"} for r in checks]
+
+
+def test_grpo_and_rloo_are_paired_with_the_ppo_check_nearest_their_own_kl(tmp_path):
+    rows = rows_for([5, 10, 15], kl_step=0.5)  # KL 0.25, 1.0, 2.25 at checks 1, 2, 3
+    write_checks(tmp_path, rows)
+
+    def arm(algo, kl, k, n=100):
+        (tmp_path / algo).mkdir()
+        rep = report([1] * k + [0] * (n - k))
+        (tmp_path / algo / "metrics.json").write_text(json.dumps({
+            "achieved_kl": kl, "accept_rate_diff": {"diff": (k - 20) / n, "ci": [0.0, 0.1], "n": n, "p_value": 0.5},
+            "eval": {"ppo": {"report": rep, "rm_score_mean": 0.0}}}))
+
+    arm("grpo", 1.2, 25)  # nearest PPO check: iteration 2 (KL 1.0, 30 accepted)
+    arm("rloo", 0.1, 22, n=50)  # other seekers: no paired comparison
+    got = overopt.greedy_from_run(tmp_path)["arms_at_equal_kl"]
+    assert [a["algo"] for a in got] == ["grpo"]
+    g = got[0]
+    assert g["ppo_iteration"] == 2 and g["ppo_kl"] == pytest.approx(1.0)
+    assert g["vs_ppo_at_kl"]["diff"] == pytest.approx(-0.05) and g["vs_ppo_at_kl"]["n"] == 100
+    assert "GRPO and RLOO at equal achieved KL" in "\n".join(overopt.greedy_markdown(overopt.greedy_from_run(tmp_path), tmp_path))

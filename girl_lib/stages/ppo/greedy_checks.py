@@ -139,3 +139,34 @@ def as_curve(rows: Sequence[Mapping]) -> list[dict]:
     """The rows in the shape the over-optimisation plot and its sentence read (``overopt.message``)."""
     return [{"sqrt_kl": r["sqrt_kl"], "episodes": r["episodes"], "iteration": r["iteration"], "n": r["n"],
              "rm_score": r["rm_score"], "accept_rate": r["accept_rate"]} for r in rows if r["sqrt_kl"] is not None]
+
+
+def arms_at_equal_kl(run_dir: Path, ppo_rows: Sequence[Mapping], algos: Sequence[str] = ("grpo", "rloo")) -> list[dict]:
+    """GRPO and RLOO against PPO *at the KL each reached*, not at the same β.
+
+    For every arm trained in ``<run_dir>/<algo>/``: its achieved KL (exact, along its greedy val
+    JDs), its acceptance, the PPO check whose KL is nearest, and arm − that PPO policy paired on
+    the same val seekers (bootstrap CI, exact McNemar p). Arms evaluated on other seekers than
+    the checks are skipped: a paired comparison needs the same people.
+    """
+    out = []
+    if not ppo_rows:
+        return out
+    for algo in algos:
+        path = Path(run_dir) / algo / "metrics.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        rep, kl = m["eval"]["ppo"]["report"], m.get("achieved_kl")
+        accepted = rep["outcomes"]["accepted"]
+        if kl is None or len(accepted) != ppo_rows[0]["n"]:
+            continue
+        near = min(ppo_rows, key=lambda r: abs(r["kl_exact"] - kl))
+        out.append({"algo": algo, "kl": kl, "n": len(accepted),
+                    "accept_rate": {"value": rep["accept_rate"], **rate(sum(accepted), len(accepted))},
+                    "vs_sft": m["accept_rate_diff"], "seeker_interest": rep["seeker_interest"],
+                    "parse_rate": rep["parse_rate"], "rm_score": m["eval"]["ppo"]["rm_score_mean"],
+                    "ppo_iteration": near["iteration"], "ppo_kl": near["kl_exact"], "ppo_accept_rate": near["accept_rate"],
+                    "vs_ppo_at_kl": paired_difference(accepted, near["accepted"]),
+                    "seconds_per_iteration": m.get("seconds_per_iteration")})
+    return out

@@ -25,7 +25,7 @@ from scipy import stats as sps
 
 from ... import plots
 from ...stats import fmt_diff, fmt_rate, fmt_value, rate
-from .greedy_checks import as_curve, extrapolate, read_checks
+from .greedy_checks import arms_at_equal_kl, as_curve, extrapolate, read_checks
 
 
 def points(rows: Sequence[Mapping], source: str = "ppo") -> list[dict]:
@@ -158,7 +158,8 @@ def greedy_from_run(run_dir: Path) -> dict:
             proxy.append({**r, "source": src})
     curve = sorted(as_curve(proxy), key=lambda b: b["sqrt_kl"])
     budget = _budget_sources(checks)
-    return {"checks": checks, "by_sqrt_kl": curve, "message": message(curve) if curve else "no greedy checks",
+    ppo_rm = budget.get("learned RM") or []
+    return {"checks": checks, "arms_at_equal_kl": arms_at_equal_kl(Path(run_dir), ppo_rm), "by_sqrt_kl": curve, "message": message(curve) if curve else "no greedy checks",
             "by_episodes": {name: as_curve(rows) for name, rows in budget.items()},
             "rows_by_episodes": budget,
             "extrapolation": {name: extrapolate(rows) for name, rows in budget.items()}}
@@ -182,6 +183,20 @@ def from_run(run_dir: Path, bins: int = 5) -> dict:
             "greedy": greedy}
 
 
+def draw(curve: Mapping, left, right, name: str = "") -> str:
+    """Both panels on two matplotlib axes, from the greedy checks when the run has them (else from
+    the rollouts); returns the sentence that goes with them."""
+    greedy = curve.get("greedy") or {}
+    suffix = f" ({name})" if name else ""
+    if greedy.get("by_sqrt_kl"):
+        plots.overoptimisation(greedy["by_sqrt_kl"], ax=left, title=f"proxy vs gold, greedy checks{suffix}")
+        plots.budget(greedy["by_episodes"], ax=right, ylabel="oracle acceptance (greedy, val)")
+        return greedy["message"]
+    plots.overoptimisation(curve["by_sqrt_kl"], ax=left, title=f"proxy vs gold, rollouts{suffix}")
+    plots.budget(curve["by_episodes"], ax=right)
+    return curve["message"]
+
+
 def save_plot(curve: Mapping, path: Path) -> Path:
     """The proxy-vs-gold plot (against √KL) and the budget plot (acceptance against episodes):
     from the greedy checks when the run has them, else from the rollouts."""
@@ -190,18 +205,27 @@ def save_plot(curve: Mapping, path: Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    greedy = curve.get("greedy") or {}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-    if greedy.get("by_sqrt_kl"):
-        plots.overoptimisation(greedy["by_sqrt_kl"], ax=left, title="over-optimisation: proxy vs gold (greedy, val)")
-        plots.budget(greedy["by_episodes"], ax=right, ylabel="oracle acceptance (greedy, val)")
-    else:
-        plots.overoptimisation(curve["by_sqrt_kl"], ax=left, title="over-optimisation: proxy vs gold")
-        plots.budget(curve["by_episodes"], ax=right)
+    draw(curve, left, right)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def equal_kl_markdown(arms: Sequence[Mapping]) -> list[str]:
+    """The table of :func:`greedy_checks.arms_at_equal_kl` (nothing when no arm was trained)."""
+    if not arms:
+        return []
+    lines = ["", "**GRPO and RLOO at equal achieved KL.** Each arm against SFT, and against the PPO check whose "
+             "exact KL is nearest its own, paired on the same val seekers:", "",
+             "| arm | exact KL | acceptance | arm − SFT | PPO check (KL) | arm − PPO at that KL | interest |",
+             "|---|---:|---|---|---|---|---:|"]
+    for a in arms:
+        lines.append(f"| {a['algo'].upper()} | {a['kl']:.2f} | {fmt_rate(a['accept_rate'])} | {fmt_diff(a['vs_sft'])} "
+                     f"| iteration {a['ppo_iteration']} ({a['ppo_kl']:.2f}): {fmt_rate(a['ppo_accept_rate'])} "
+                     f"| {fmt_diff(a['vs_ppo_at_kl'])} | {a['seeker_interest']:.3f} |")
+    return lines
 
 
 def greedy_markdown(greedy: Mapping, run_dir: Path) -> list[str]:
@@ -220,6 +244,7 @@ def greedy_markdown(greedy: Mapping, run_dir: Path) -> list[str]:
                          f"| {fmt_rate(r['accept_rate'])} | {fmt_diff(r['vs_sft']) if r['iteration'] else '—'} "
                          f"| {r['seeker_interest']:.3f} | {100 * r['parse_rate']:.0f} % |")
     lines += ["", f"**What the greedy curve shows:** {greedy['message']}."]
+    lines += equal_kl_markdown(greedy.get("arms_at_equal_kl") or [])
     for name, ex in greedy["extrapolation"].items():
         rows = greedy["rows_by_episodes"][name]
         best = max((r for r in rows if r["iteration"]), key=lambda r: r["vs_sft"]["diff"], default=None)
