@@ -93,6 +93,7 @@ _BY_KEY: dict[str, tuple[Any, str]] = {
     "ppo.value_head_init": (lambda v: v in ("zero", "mean_return"), "zero or mean_return (reward was removed: the "
                             "reward model's score head reads its own 12-layer features, not the policy's)"),
     "ppo.save_every": POSITIVE,
+    "ppo.snapshot_every": (_nonneg_int, "an integer >= 0 (0: keep no snapshots)"),
     "ppo.eval_seekers": (_nonneg_int, "an integer >= 0 (0: sft.oracle_eval_seekers)"),
     "ppo.group_size": (lambda v: _positive_int(v) and v >= 2, "an integer >= 2"),
     "eval.max_test_seekers": (_all_or_positive, "-1 (all) or an integer >= 1"),

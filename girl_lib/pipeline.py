@@ -86,8 +86,9 @@ STAGES: tuple[Stage, ...] = (
 )
 STAGE_BY_NAME = {s.name: s for s in STAGES}
 # Settings that change no output: threads used while generating, how often PPO checkpoints (a
-# resumed run redraws the same samples), and the name of the variable holding the judge's key.
-NO_EFFECT = ("generation.num_threads", "ppo.save_every", "eval.judge_api_key_env")
+# resumed run redraws the same samples) and keeps snapshots, and the name of the variable holding
+# the judge's key.
+NO_EFFECT = ("generation.num_threads", "ppo.save_every", "ppo.snapshot_every", "eval.judge_api_key_env")
 _MADE = {"data": "built", "evaluate": "run"}  # "... changed since it was <made>"
 
 

@@ -301,7 +301,8 @@ def test_refused_settings_name_the_fix(smoke_cfg):
     from girl_lib.config import resolve_profile
     from girl_lib.errors import GirlError
 
-    for key, value, fix in (("ppo.kl_estimator", "k3", "use (ppo.kl_estimator=)?k1"), ("ppo.value_head_init", "reward", "removed")):
+    for key, value, fix in (("ppo.kl_estimator", "k3", "use (ppo.kl_estimator=)?k1"), ("ppo.value_head_init", "reward", "removed"),
+                            ("ppo.snapshot_every", -1, ">= 0")):
         with pytest.raises(GirlError, match=fix) as err:
             resolve_profile("smoke", {key: value})
         assert "\n" not in str(err.value)

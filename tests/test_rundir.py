@@ -163,7 +163,8 @@ def test_settings_that_change_no_output_do_not_make_a_stage_stale(fake_stages, t
     rd = str(tmp_path / "run")
     assert cli(capsys, "run", "--profile", "smoke", "--run-dir", rd)[0] == 0
     code, out, _ = cli(capsys, "run", "--profile", "smoke", "--run-dir", rd, "--set", "generation.num_threads=1",
-                       "--set", "ppo.save_every=7", "--set", "eval.judge_api_key_env=OTHER", "--set", "device=cpu")
+                       "--set", "ppo.save_every=7", "--set", "ppo.snapshot_every=3", "--set", "eval.judge_api_key_env=OTHER",
+                       "--set", "device=cpu")
     assert code == 0 and all("skipped" in said(out, s)[-1] for s in ("data", *DOWNSTREAM_OF_DATA))
     # ... while one that does makes exactly the stages it shapes stale.
     code, out, _ = cli(capsys, "run", "--profile", "smoke", "--run-dir", rd, "--set", "reward.max_length=200")

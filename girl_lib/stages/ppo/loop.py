@@ -122,6 +122,8 @@ def check_settings(p) -> None:
     """Refuse ``ppo.*`` settings the loop cannot run with, before anything is loaded."""
     if p.minibatch_size < 1 or p.micro_batch_size < 1 or p.rollout_batch_size < 1 or p.ppo_epochs < 1:
         raise GirlError("ppo.rollout_batch_size, minibatch_size, micro_batch_size and ppo_epochs must be >= 1")
+    if p.snapshot_every < 0:
+        raise GirlError(f"ppo.snapshot_every must be >= 0 (0 keeps no snapshots), got {p.snapshot_every}")
     if p.kl_estimator != "k1":
         raise GirlError(K3_IN_REWARD if p.kl_estimator == "k3" else f"ppo.kl_estimator must be k1, got '{p.kl_estimator}'")
     if p.value_head_init not in VALUE_HEAD_INITS:
