@@ -95,6 +95,7 @@ _BY_KEY: dict[str, tuple[Any, str]] = {
     "ppo.save_every": POSITIVE,
     "ppo.snapshot_every": (_nonneg_int, "an integer >= 0 (0: keep no snapshots)"),
     "ppo.eval_seekers": (_nonneg_int, "an integer >= 0 (0: sft.oracle_eval_seekers)"),
+    "ppo.eval_kl_seekers": (_nonneg_int, "an integer >= 0 (0: every eval seeker)"),
     "ppo.group_size": (lambda v: _positive_int(v) and v >= 2, "an integer >= 2"),
     "eval.max_test_seekers": (_all_or_positive, "-1 (all) or an integer >= 1"),
     "eval.batch_size": (_nonneg_int, "an integer >= 0 (0: generation.batch_size)"),

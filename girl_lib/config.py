@@ -187,6 +187,9 @@ class PPOConfig:
     snapshot_every: int = 0
     eval_seekers: int = 0  # held-out seekers for the final PPO-vs-SFT comparison; 0: sft.oracle_eval_seekers
     eval_kl: bool = True  # exact KL(PPO || SFT) along the PPO's greedy eval responses
+    # ... on the first this-many of those (seeded, random) seekers; 0: all. On a CPU the exact KL costs
+    # as much as the greedy generation, and its mean needs fewer seekers than the acceptance rate.
+    eval_kl_seekers: int = 32
     group_size: int = 4  # --algo grpo|rloo only: completions per prompt (the group / leave-one-out baseline)
     seed: int = 0
     # A fresh LoRA trained on top of the SFT model (whose adapter is merged into the base first),

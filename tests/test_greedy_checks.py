@@ -127,6 +127,9 @@ def test_a_long_run_keeps_snapshots_whose_greedy_jds_are_the_policys(smoke_cfg, 
     assert checks[0]["texts_digest"] == greedy_checks.texts_digest(texts["sft"])
     metrics = json.loads((sub / "ppo" / "metrics.json").read_text())
     final = metrics["eval"]["ppo"]
+    # the stage's exact KL on ppo.eval_kl_seekers of its eval seekers; the checks' on kl_seekers
+    assert metrics["eval"]["kl_exact_n"] == min(smoke_cfg.ppo.eval_kl_seekers, metrics["eval"]["n_seekers"])
+    assert json.loads((sub / "ppo" / "checks.json").read_text())["kl_seekers"] == min(2, metrics["eval"]["n_seekers"])
     assert checks[-1]["accepted"] == final["report"]["outcomes"]["accepted"]
     assert checks[-1]["rm_score"]["value"] == pytest.approx(final["rm_score_mean"], abs=1e-3)
     assert checks[0]["accepted"] == metrics["eval"]["sft"]["report"]["outcomes"]["accepted"]

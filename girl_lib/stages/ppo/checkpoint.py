@@ -26,10 +26,11 @@ LOG = "log.jsonl"
 def config_fingerprint(cfg: Profile, num_processes: int) -> str:
     """A hash of every setting a resumed run must share with the interrupted one.
 
-    ``ppo.iterations``, ``ppo.save_every``, ``ppo.snapshot_every`` and the evaluation settings may change (resume a
-    run and give it more iterations); anything else starts over.
+    ``ppo.iterations``, ``ppo.save_every``, ``ppo.snapshot_every`` and the evaluation settings may
+    change (resume a run and give it more iterations); anything else starts over.
     """
-    ppo = {k: v for k, v in asdict(cfg.ppo).items() if k not in ("iterations", "save_every", "snapshot_every", "eval_seekers", "eval_kl")}
+    free = ("iterations", "save_every", "snapshot_every", "eval_seekers", "eval_kl", "eval_kl_seekers")
+    ppo = {k: v for k, v in asdict(cfg.ppo).items() if k not in free}
     key = {"ppo": ppo, "model": asdict(cfg.model), "generation": asdict(cfg.generation),
            "reward_max_length": cfg.reward.max_length, "num_processes": num_processes}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -45,7 +45,7 @@ def exact_kl_along(model: PolicyWithValueHead, batch: dict, batch_size: int) -> 
 
 
 def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, rm_tok, oracle=None,
-             kl_seekers: int = 0) -> dict:
+             kl_seekers: int | None = None) -> dict:
     """Greedy JDs of the PPO policy and of the SFT model for held-out (val) seekers.
 
     The SFT arm reuses the SFT stage's own greedy JDs (``sft/oracle_val.json``) when they were
@@ -53,8 +53,9 @@ def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, r
     with the PPO adapter disabled (= the SFT model). Both arms go through the oracle and the
     reward model; ``paired`` holds PPO − SFT with paired intervals and tests (the oracle's rates
     and means); ``kl_exact_mean`` is :func:`exact_kl_along` the PPO's greedy JDs, over all of
-    them or, with ``kl_seekers > 0``, over the first ``kl_seekers`` of the (seeded, random) draw:
-    the exact KL costs as much as the generation on a CPU, and its mean needs fewer seekers.
+    them or, with ``kl_seekers > 0`` (default ``ppo.eval_kl_seekers``), over the first
+    ``kl_seekers`` of the (seeded, random) draw: the exact KL costs as much as the generation on a
+    CPU, and its mean needs fewer seekers.
     """
     p = cfg.ppo
     n = p.eval_seekers or cfg.sft.oracle_eval_seekers
@@ -88,6 +89,7 @@ def evaluate(cfg: Profile, run_dir: Path, model: PolicyWithValueHead, tok, rm, r
     result["paired"] = compare_reports(result["ppo"]["report"], result["sft"]["report"], seed=cfg.seed)
     if p.eval_kl and seekers:
         t0 = time.time()
+        kl_seekers = p.eval_kl_seekers if kl_seekers is None else kl_seekers
         k = len(prompts) if kl_seekers <= 0 else min(kl_seekers, len(prompts))
         batch = build_batch(chat_prompt_ids(tok, prompts[:k], SYSTEM_PROMPT), ppo_out.response_ids[:k],
                             tok.pad_token_id, tok.eos_token_id)
