@@ -1,7 +1,7 @@
 """Greedy checks of PPO snapshots: the budget and over-optimisation curves from the greedy policy.
 
-Constructed checks where the answer is known, and a smoke long run whose last snapshot must give
-exactly the greedy JDs of the stage's own final check."""
+Constructed checks where the answer is known, and a smoke long run whose snapshots must hold the
+adapter of their iteration, each checked from its own files."""
 import json
 
 import pytest
@@ -121,18 +121,14 @@ def test_a_long_run_keeps_snapshots_whose_greedy_jds_are_the_policys(smoke_cfg, 
     final_w = load_file(str(sub / "ppo" / "adapter" / "adapter_model.safetensors"))
     assert weights[1].keys() == final_w.keys() and all(torch.equal(weights[1][k], final_w[k]) for k in final_w)
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in final_w)  # iteration 2 moved the LoRA
-    # ... and it writes exactly the stage's greedy JDs, with exactly the stage's verdicts.
-    texts = json.loads((sub / "ppo" / "eval_texts.json").read_text())
-    assert checks[-1]["texts_digest"] == greedy_checks.texts_digest(texts["ppo"])
-    assert checks[0]["texts_digest"] == greedy_checks.texts_digest(texts["sft"])
+    # Every check's JDs are kept, and the digest in its row is theirs.
+    kept = json.loads((sub / "ppo" / "checks_texts.json").read_text())
+    assert sorted(kept["texts"], key=int) == ["0", "1", "2"]
+    assert all(r["texts_digest"] == greedy_checks.texts_digest(kept["texts"][str(r["iteration"])]) for r in checks)
     metrics = json.loads((sub / "ppo" / "metrics.json").read_text())
-    final = metrics["eval"]["ppo"]
     # the stage's exact KL on ppo.eval_kl_seekers of its eval seekers; the checks' on kl_seekers
     assert metrics["eval"]["kl_exact_n"] == min(smoke_cfg.ppo.eval_kl_seekers, metrics["eval"]["n_seekers"])
     assert json.loads((sub / "ppo" / "checks.json").read_text())["kl_seekers"] == min(2, metrics["eval"]["n_seekers"])
-    assert checks[-1]["accepted"] == final["report"]["outcomes"]["accepted"]
-    assert checks[-1]["rm_score"]["value"] == pytest.approx(final["rm_score_mean"], abs=1e-3)
-    assert checks[0]["accepted"] == metrics["eval"]["sft"]["report"]["outcomes"]["accepted"]
     # Resumable: checked snapshots are not checked again.
     real_evaluate = greedy_checks.evaluate
     monkeypatch.setattr(greedy_checks, "evaluate", lambda *a, **k: pytest.fail("a checked snapshot was redone"))

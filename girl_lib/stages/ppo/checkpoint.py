@@ -17,7 +17,8 @@ from .policy import PolicyWithValueHead
 
 CHECKPOINT = "checkpoint"
 SNAPSHOTS = "snapshots"  # ppo/snapshots/iteration_<NNN>/: the adapter every ppo.snapshot_every iterations
-CHECKS = "checks.json"  # the greedy checks of those snapshots (girl_lib.stages.ppo.checks)
+CHECKS = "checks.json"  # the greedy checks of those snapshots (girl_lib.stages.ppo.greedy_checks)
+CHECKS_TEXTS = "checks_texts.json"  # ... and the greedy JDs they wrote
 
 
 LOG = "log.jsonl"
@@ -132,5 +133,5 @@ def _append_log(path: Path, row: dict) -> None:
 def _fresh_start(out: Path) -> None:
     for name in (CHECKPOINT, f"{CHECKPOINT}.old", ADAPTER, SNAPSHOTS):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in (LOG, "metrics.json", "value_head.safetensors", "eval_texts.json", SCORE_NORM, CHECKS):
+    for name in (LOG, "metrics.json", "value_head.safetensors", "eval_texts.json", SCORE_NORM, CHECKS, CHECKS_TEXTS):
         (out / name).unlink(missing_ok=True)

@@ -34,7 +34,7 @@ from ...rundir import atomic_write_json
 from ...scoring import load_reward_model
 from ...stats import paired_difference, rate
 from ...world import Oracle
-from .checkpoint import CHECKS, SNAPSHOTS, list_snapshots, read_log
+from .checkpoint import CHECKS, CHECKS_TEXTS, SNAPSHOTS, list_snapshots, read_log
 from .evaluate import evaluate
 from .policy import PolicyWithValueHead
 
@@ -85,7 +85,14 @@ def check_snapshots(cfg: Profile, run_dir: Path, kl_seekers: int = 32, log=print
     check (``ppo.eval_seekers``, else ``sft.oracle_eval_seekers``); rows into ``ppo/checks.json``.
 
     Resumable: a snapshot already in ``checks.json`` is not checked again. Each check costs one
-    greedy generation of the val seekers plus the exact KL on ``kl_seekers`` of them.
+    greedy generation of the val seekers plus the exact KL on ``kl_seekers`` of them. The JDs
+    themselves go to ``ppo/checks_texts.json`` (by iteration), to read how they change.
+
+    A reloaded snapshot holds the same weights as the policy in memory at that iteration, but its
+    greedy JDs need not match that policy's to the character: once measured (the last snapshot of
+    a 16-iteration run against the stage's own final check, 128 val seekers), the oracle's
+    verdicts agreed on every seeker and the mean RM score within 0.002, the texts did not. Most
+    likely floating-point near-ties between two tokens, which the last bits of a matmul decide.
     """
     run_dir = Path(run_dir)
     out = run_dir / "ppo"
@@ -93,6 +100,8 @@ def check_snapshots(cfg: Profile, run_dir: Path, kl_seekers: int = 32, log=print
     if not snaps:
         raise GirlError(f"no snapshots in {out / SNAPSHOTS}; train PPO with --set ppo.snapshot_every=N first")
     rows = {r["iteration"]: r for r in read_checks(run_dir)}
+    texts_path = out / CHECKS_TEXTS
+    texts = json.loads(texts_path.read_text())["texts"] if texts_path.is_file() else {}
     episodes = {int(r["iteration"]): int(r["episodes"]) for r in read_log(run_dir)}
     rm, rm_tok = load_reward_model(cfg, run_dir)
     oracle = Oracle(noise=cfg.data.recruiter_noise)
@@ -109,6 +118,9 @@ def check_snapshots(cfg: Profile, run_dir: Path, kl_seekers: int = 32, log=print
                                     ev["ppo"]["report"], ev["ppo"]["rm_scores"], ev.get("kl_exact_mean"), sft,
                                     seed=cfg.seed, texts=ev["texts"]["ppo"])
         rows[iteration]["seconds"] = round(time.time() - t0, 1)
+        texts.setdefault("0", ev["texts"]["sft"])
+        texts[str(iteration)] = ev["texts"]["ppo"]
+        atomic_write_json(texts_path, {"seeker_ids": ev["seeker_ids"], "texts": texts})
         atomic_write_json(out / CHECKS, {"n_seekers": ev["n_seekers"], "kl_seekers": ev.get("kl_exact_n"),
                                          "seeker_ids": ev["seeker_ids"],
                                          "rows": [rows[k] for k in sorted(rows)]})
