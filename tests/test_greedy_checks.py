@@ -164,3 +164,13 @@ def test_grpo_and_rloo_are_paired_with_the_ppo_check_nearest_their_own_kl(tmp_pa
     assert g["ppo_iteration"] == 2 and g["ppo_kl"] == pytest.approx(1.0)
     assert g["vs_ppo_at_kl"]["diff"] == pytest.approx(-0.05) and g["vs_ppo_at_kl"]["n"] == 100
     assert "GRPO and RLOO at equal achieved KL" in "\n".join(overopt.greedy_markdown(overopt.greedy_from_run(tmp_path), tmp_path))
+
+
+def test_the_greedy_sentence_pairs_the_seekers_where_overlapping_intervals_cannot_tell():
+    rows = rows_for([10])  # 20 -> 30 of the same 100 seekers, all ten changes one way: McNemar p = 0.002
+    curve = greedy_checks.as_curve(rows)
+    assert curve[0]["accept_rate"]["ci"][1] > curve[1]["accept_rate"]["ci"][0]  # the Wilson intervals overlap
+    assert overopt.message(curve).startswith("the reward model's score rises")  # unpaired: gold within noise
+    assert overopt.greedy_message(curve).startswith("no over-optimisation yet")  # paired: both rise
+    flat = greedy_checks.as_curve(rows_for([2]))  # two seekers more: not beyond noise, paired or not
+    assert overopt.greedy_message(flat).startswith("the reward model's score rises")

@@ -150,7 +150,8 @@ def extrapolate(rows: Sequence[Mapping], target: float = 0.10) -> dict:
 def as_curve(rows: Sequence[Mapping]) -> list[dict]:
     """The rows in the shape the over-optimisation plot and its sentence read (``overopt.message``)."""
     return [{"sqrt_kl": r["sqrt_kl"], "episodes": r["episodes"], "iteration": r["iteration"], "n": r["n"],
-             "rm_score": r["rm_score"], "accept_rate": r["accept_rate"]} for r in rows if r["sqrt_kl"] is not None]
+             "rm_score": r["rm_score"], "accept_rate": r["accept_rate"], "accepted": r["accepted"]}
+            for r in rows if r["sqrt_kl"] is not None]
 
 
 def arms_at_equal_kl(run_dir: Path, ppo_rows: Sequence[Mapping], algos: Sequence[str] = ("grpo", "rloo")) -> list[dict]:

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ... import plots
-from ...stats import fmt_diff, fmt_rate, fmt_value, rate
+from ...stats import fmt_diff, fmt_rate, fmt_value, paired_difference, rate, verdict
 from .greedy_checks import arms_at_equal_kl, as_curve, extrapolate, read_checks
 
 
@@ -85,9 +85,29 @@ def message(curve: Sequence[Mapping]) -> str:
         return "too few iterations for a curve"
     first, last = curve[0], curve[-1]
     peak = max(curve, key=lambda b: b["accept_rate"]["value"])
-    proxy_up = _above(last["rm_score"], first["rm_score"])
     gold_up = _above(last["accept_rate"], first["accept_rate"])
     gold_fell = peak is not last and _above(peak["accept_rate"], last["accept_rate"])
+    return _sentence(first, last, peak, _above(last["rm_score"], first["rm_score"]), gold_up, gold_fell)
+
+
+def greedy_message(curve: Sequence[Mapping]) -> str:
+    """:func:`message` for greedy checks, whose points share their seekers: the gold's rise (last
+    point − first) and fall (peak − last) are judged by paired tests on the per-seeker verdicts
+    (:func:`girl_lib.stats.verdict` of a paired bootstrap CI with exact McNemar), not by overlap."""
+    if len(curve) < 2:
+        return "too few checks for a curve"
+    first, last = curve[0], curve[-1]
+    peak = max(curve, key=lambda b: b["accept_rate"]["value"])
+
+    def beyond_noise(a: Mapping, b: Mapping) -> bool:
+        d = paired_difference(a["accepted"], b["accepted"])
+        return verdict(d["ci"], 0.0, d["p_value"]) == "reproduced"
+
+    gold_fell = peak is not last and beyond_noise(peak, last)
+    return _sentence(first, last, peak, _above(last["rm_score"], first["rm_score"]), beyond_noise(last, first), gold_fell)
+
+
+def _sentence(first: Mapping, last: Mapping, peak: Mapping, proxy_up: bool, gold_up: bool, gold_fell: bool) -> str:
     span = f"from √KL {first['sqrt_kl']:.2f} to {last['sqrt_kl']:.2f}"
     if gold_fell:
         return (f"over-optimisation: the oracle's acceptance peaks at √KL {peak['sqrt_kl']:.2f} "
@@ -159,7 +179,8 @@ def greedy_from_run(run_dir: Path) -> dict:
     curve = sorted(as_curve(proxy), key=lambda b: b["sqrt_kl"])
     budget = _budget_sources(checks)
     ppo_rm = budget.get("learned RM") or []
-    return {"checks": checks, "arms_at_equal_kl": arms_at_equal_kl(Path(run_dir), ppo_rm), "by_sqrt_kl": curve, "message": message(curve) if curve else "no greedy checks",
+    return {"checks": checks, "arms_at_equal_kl": arms_at_equal_kl(Path(run_dir), ppo_rm), "by_sqrt_kl": curve,
+            "message": greedy_message(curve) if curve else "no greedy checks",
             "by_episodes": {name: as_curve(rows) for name, rows in budget.items()},
             "rows_by_episodes": budget,
             "extrapolation": {name: extrapolate(rows) for name, rows in budget.items()}}
