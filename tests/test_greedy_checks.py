@@ -163,7 +163,14 @@ def test_grpo_and_rloo_are_paired_with_the_ppo_check_nearest_their_own_kl(tmp_pa
     g = got[0]
     assert g["ppo_iteration"] == 2 and g["ppo_kl"] == pytest.approx(1.0)
     assert g["vs_ppo_at_kl"]["diff"] == pytest.approx(-0.05) and g["vs_ppo_at_kl"]["n"] == 100
-    assert "GRPO and RLOO at equal achieved KL" in "\n".join(overopt.greedy_markdown(overopt.greedy_from_run(tmp_path), tmp_path))
+    assert g["within_range"]
+    md = "\n".join(overopt.greedy_markdown(overopt.greedy_from_run(tmp_path), tmp_path))
+    assert "GRPO and RLOO at equal achieved KL" in md and "outside the PPO checks' range" not in md
+    (tmp_path / "rloo").rename(tmp_path / "rloo_other_seekers")
+    arm("rloo", 4.0, 22)  # far beyond the longest check's KL (2.25): flagged, not called equal
+    far = overopt.greedy_from_run(tmp_path)["arms_at_equal_kl"]
+    assert [a["within_range"] for a in far] == [True, False] and far[1]["ppo_iteration"] == 3
+    assert "RLOO reached a KL outside the PPO checks' range" in "\n".join(overopt.equal_kl_markdown(far))
 
 
 def test_the_greedy_sentence_pairs_the_seekers_where_overlapping_intervals_cannot_tell():

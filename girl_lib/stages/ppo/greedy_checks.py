@@ -160,7 +160,9 @@ def arms_at_equal_kl(run_dir: Path, ppo_rows: Sequence[Mapping], algos: Sequence
     For every arm trained in ``<run_dir>/<algo>/``: its achieved KL (exact, along its greedy val
     JDs), its acceptance, the PPO check whose KL is nearest, and arm − that PPO policy paired on
     the same val seekers (bootstrap CI, exact McNemar p). Arms evaluated on other seekers than
-    the checks are skipped: a paired comparison needs the same people.
+    the checks are skipped: a paired comparison needs the same people. ``within_range`` says
+    whether the arm's KL lies inside the checks' KL range: outside it the nearest check is not at
+    equal KL, and a fair comparison needs more PPO iterations or the arm at a larger β.
     """
     out = []
     if not ppo_rows:
@@ -175,11 +177,13 @@ def arms_at_equal_kl(run_dir: Path, ppo_rows: Sequence[Mapping], algos: Sequence
         if kl is None or len(accepted) != ppo_rows[0]["n"]:
             continue
         near = min(ppo_rows, key=lambda r: abs(r["kl_exact"] - kl))
+        kls = [r["kl_exact"] for r in ppo_rows]
         out.append({"algo": algo, "kl": kl, "n": len(accepted),
                     "accept_rate": {"value": rep["accept_rate"], **rate(sum(accepted), len(accepted))},
                     "vs_sft": m["accept_rate_diff"], "seeker_interest": rep["seeker_interest"],
                     "parse_rate": rep["parse_rate"], "rm_score": m["eval"]["ppo"]["rm_score_mean"],
                     "ppo_iteration": near["iteration"], "ppo_kl": near["kl_exact"], "ppo_accept_rate": near["accept_rate"],
                     "vs_ppo_at_kl": paired_difference(accepted, near["accepted"]),
+                    "within_range": min(kls) <= kl <= max(kls),
                     "seconds_per_iteration": m.get("seconds_per_iteration")})
     return out

@@ -246,6 +246,10 @@ def equal_kl_markdown(arms: Sequence[Mapping]) -> list[str]:
         lines.append(f"| {a['algo'].upper()} | {a['kl']:.2f} | {fmt_rate(a['accept_rate'])} | {fmt_diff(a['vs_sft'])} "
                      f"| iteration {a['ppo_iteration']} ({a['ppo_kl']:.2f}): {fmt_rate(a['ppo_accept_rate'])} "
                      f"| {fmt_diff(a['vs_ppo_at_kl'])} | {a['seeker_interest']:.3f} |")
+    beyond = [a["algo"].upper() for a in arms if not a["within_range"]]
+    if beyond:
+        lines += ["", f"{' and '.join(beyond)} reached a KL outside the PPO checks' range: the nearest check is not at "
+                  "equal KL. A fair comparison needs a longer PPO run or the arm at a larger β."]
     return lines
 
 
