@@ -169,7 +169,10 @@ def declared_defaults() -> dict:
 def _settings_reason(name: str, recorded: dict, current: dict) -> str | None:
     """Which settings differ; None when none does. A setting the kit gained after the stage was
     made changes nothing while it is ``None`` (an optional input left off) or at the default its
-    dataclass declares: by the kit's convention a new setting's default is the old behaviour."""
+    dataclass declares: by the kit's convention a new setting's default is the old behaviour. A
+    setting of :data:`NO_EFFECT` is ignored on both sides, so a stage recorded before the setting
+    was found to change nothing is not redone for it."""
+    recorded = {k: v for k, v in recorded.items() if k not in NO_EFFECT}
     if recorded == current:
         return None
     defaults = declared_defaults()

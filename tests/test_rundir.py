@@ -159,6 +159,18 @@ def test_new_settings_on_a_complete_stage_redo_it(tmp_path, capsys, profile, see
     assert code == 0 and said(out, "data")[0].endswith("skipped (use --force to redo)")
 
 
+def test_a_setting_recorded_before_it_joined_no_effect_does_not_make_a_stage_stale(fake_stages, tmp_path, capsys):
+    rd = tmp_path / "run"
+    assert cli(capsys, "run", "--profile", "smoke", "--run-dir", str(rd))[0] == 0
+    manifest_path = rd / "ppo" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert "ppo.snapshot_every" not in manifest["inputs"]["settings"]  # no-effect settings are not recorded
+    manifest["inputs"]["settings"]["ppo.snapshot_every"] = 0  # ... but an older kit recorded this one
+    manifest_path.write_text(json.dumps(manifest))
+    code, out, _ = cli(capsys, "run", "--profile", "smoke", "--run-dir", str(rd))
+    assert code == 0 and said(out, "ppo")[-1].endswith("skipped (use --force to redo)")
+
+
 def test_settings_that_change_no_output_do_not_make_a_stage_stale(fake_stages, tmp_path, capsys):
     rd = str(tmp_path / "run")
     assert cli(capsys, "run", "--profile", "smoke", "--run-dir", rd)[0] == 0
