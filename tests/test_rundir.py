@@ -166,6 +166,7 @@ def test_a_setting_recorded_before_it_joined_no_effect_does_not_make_a_stage_sta
     manifest = json.loads(manifest_path.read_text())
     assert "ppo.snapshot_every" not in manifest["inputs"]["settings"]  # no-effect settings are not recorded
     manifest["inputs"]["settings"]["ppo.snapshot_every"] = 0  # ... but an older kit recorded this one
+    manifest["inputs"]["settings_sha256"] = pipeline._sha256(manifest["inputs"]["settings"])  # as that kit did
     manifest_path.write_text(json.dumps(manifest))
     code, out, _ = cli(capsys, "run", "--profile", "smoke", "--run-dir", str(rd))
     assert code == 0 and said(out, "ppo")[-1].endswith("skipped (use --force to redo)")
