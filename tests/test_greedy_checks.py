@@ -72,7 +72,7 @@ def test_greedy_curves_pool_the_proxy_runs_and_keep_the_oracle_run_for_the_budge
     assert [b["sqrt_kl"] for b in g["by_sqrt_kl"]] == sorted(b["sqrt_kl"] for b in g["by_sqrt_kl"])
     assert set(g["by_episodes"]) == {"learned RM", "oracle reward"} and len(g["by_episodes"]["learned RM"]) == 6
     assert g["message"].startswith("no over-optimisation yet")  # RM score and acceptance both rise
-    md = "\n".join(overopt.greedy_markdown(g, tmp_path))
+    md = "\n".join(overopt.greedy_markdown(g))
     assert "**long run (rm)**" in md and "Budget, PPO on the learned RM" in md and "projection" in md
 
 
@@ -164,7 +164,7 @@ def test_grpo_and_rloo_are_paired_with_the_ppo_check_nearest_their_own_kl(tmp_pa
     assert g["ppo_iteration"] == 2 and g["ppo_kl"] == pytest.approx(1.0)
     assert g["vs_ppo_at_kl"]["diff"] == pytest.approx(-0.05) and g["vs_ppo_at_kl"]["n"] == 100
     assert g["within_range"]
-    md = "\n".join(overopt.greedy_markdown(overopt.greedy_from_run(tmp_path), tmp_path))
+    md = "\n".join(overopt.greedy_markdown(overopt.greedy_from_run(tmp_path)))
     assert "GRPO and RLOO at equal achieved KL" in md and "outside the PPO checks' range" not in md
     (tmp_path / "rloo").rename(tmp_path / "rloo_other_seekers")
     arm("rloo", 4.0, 22)  # far beyond the longest check's KL (2.25): flagged, not called equal

@@ -36,6 +36,7 @@ from ...stats import paired_difference, rate
 from ...world import Oracle
 from .checkpoint import CHECKS, CHECKS_TEXTS, SNAPSHOTS, list_snapshots, read_log
 from .evaluate import evaluate
+from .grpo_rloo import read_metrics
 from .policy import PolicyWithValueHead
 
 
@@ -168,10 +169,9 @@ def arms_at_equal_kl(run_dir: Path, ppo_rows: Sequence[Mapping], algos: Sequence
     if not ppo_rows:
         return out
     for algo in algos:
-        path = Path(run_dir) / algo / "metrics.json"
-        if not path.is_file():
+        m = read_metrics(run_dir, algo, missing_ok=True)
+        if m is None:
             continue
-        m = json.loads(path.read_text())
         rep, kl = m["eval"]["ppo"]["report"], m.get("achieved_kl")
         accepted = rep["outcomes"]["accepted"]
         if kl is None or len(accepted) != ppo_rows[0]["n"]:

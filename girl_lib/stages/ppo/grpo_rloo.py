@@ -194,8 +194,12 @@ def run_stage(cfg: Profile, run_dir: Path, algo: str) -> dict:
             "seconds_per_iteration": metrics["seconds_per_iteration"]}
 
 
-def read_metrics(run_dir: Path, algo: str) -> dict:
+def read_metrics(run_dir: Path, algo: str, missing_ok: bool = False) -> dict | None:
+    """``<run_dir>/<algo>/metrics.json``. When the arm was not trained: ``None`` with ``missing_ok``,
+    else a one-line error that says which command trains it."""
     path = Path(run_dir) / algo / "metrics.json"
     if not path.is_file():
+        if missing_ok:
+            return None
         raise GirlError(f"no {path}; run 'girl ppo --algo {algo}' first")
     return json.loads(path.read_text())

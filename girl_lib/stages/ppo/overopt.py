@@ -253,7 +253,7 @@ def equal_kl_markdown(arms: Sequence[Mapping]) -> list[str]:
     return lines
 
 
-def greedy_markdown(greedy: Mapping, run_dir: Path) -> list[str]:
+def greedy_markdown(greedy: Mapping) -> list[str]:
     """The greedy checks' tables, the curve's computed sentence and the budget's projection."""
     if not greedy.get("checks"):
         return []
@@ -305,7 +305,7 @@ def markdown(run_dir: Path) -> list[str]:
     for name, bins_ in curve["by_episodes"].items():
         lines.append(f"Budget, PPO on the {name}: " + "; ".join(
             f"{b['range'][0]}–{b['range'][1]} episodes {fmt_rate(b['accept_rate'])}" for b in bins_) + ".")
-    lines += greedy_markdown(curve["greedy"], Path(run_dir))
+    lines += greedy_markdown(curve["greedy"])
     lines += ["", f"![over-optimisation]({plot.relative_to(run_dir)})"
               + (" (both panels from the greedy checks)" if curve["greedy"].get("by_sqrt_kl") else "")]
     return lines
