@@ -76,6 +76,16 @@ def test_greedy_curves_pool_the_proxy_runs_and_keep_the_oracle_run_for_the_budge
     assert "**long run (rm)**" in md and "Budget, PPO on the learned RM" in md and "projection" in md
 
 
+def test_an_oracle_run_alone_gives_a_budget_and_says_why_there_is_no_over_optimisation_curve(tmp_path):
+    write_checks(tmp_path / "long_run" / "oracle", rows_for([6, 1, -3]))
+    g = overopt.greedy_from_run(tmp_path)
+    assert g["by_sqrt_kl"] == [] and set(g["by_episodes"]) == {"oracle reward"}
+    assert g["message"].startswith("no greedy check of a run against the reward model")
+    assert g["extrapolation"]["oracle reward"]["episodes"] is None  # the gains fall: nothing to project
+    md = "\n".join(overopt.greedy_markdown(g))
+    assert "**long run (oracle)**" in md and "no budget for +10 points can be projected" in md
+
+
 def test_a_peak_then_a_fall_in_the_greedy_checks_reads_as_over_optimisation(tmp_path):
     write_checks(tmp_path, rows_for([40, 120, 40], n=400))
     assert overopt.greedy_from_run(tmp_path)["message"].startswith("over-optimisation")

@@ -180,7 +180,9 @@ def greedy_from_run(run_dir: Path) -> dict:
     budget = _budget_sources(checks)
     ppo_rm = budget.get("learned RM") or []
     return {"checks": checks, "arms_at_equal_kl": arms_at_equal_kl(Path(run_dir), ppo_rm), "by_sqrt_kl": curve,
-            "message": greedy_message(curve) if curve else "no greedy checks",
+            "message": greedy_message(curve) if curve else (
+                "no greedy check of a run against the reward model: the over-optimisation curve needs one "
+                "(the oracle-reward run's checks give only its budget)" if checks else "no greedy checks"),
             "by_episodes": {name: as_curve(rows) for name, rows in budget.items()},
             "rows_by_episodes": budget,
             "extrapolation": {name: extrapolate(rows) for name, rows in budget.items()}}
