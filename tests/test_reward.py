@@ -236,6 +236,45 @@ def test_calibration_bins():
     assert bins[0]["score"] == pytest.approx(0.15)
 
 
+def _eval_scores(run_dir, pair_right, real_scores, gen_scores):
+    """A reward stage's ``eval_scores.json`` by hand: which val pairs it ranks right, and its scores
+    of four seekers' real and generated JDs (labels: the oracle accepts seekers 0 and 1's JDs)."""
+    (run_dir / "reward").mkdir(parents=True)
+    kinds = ("feedback", "hard_negative")
+    pairs = [{"id": f"p{i}", "kind": kinds[i % 2], "chosen": 1.0 if ok else 0.0, "rejected": 0.5}
+             for i, ok in enumerate(pair_right)]
+    real = [{"seeker_id": f"s{i // 2}", "job_id": f"j{i}", "score": s, "oracle_accept": i // 2 < 2}
+            for i, s in enumerate(real_scores)]
+    gen = [{"seeker_id": f"s{i}", "score": s, "oracle_accept": i < 2} for i, s in enumerate(gen_scores)]
+    (run_dir / "reward" / "eval_scores.json").write_text(json.dumps({"pairs": pairs, "real": real, "generated": gen}))
+    return run_dir
+
+
+def test_compare_reward_models_is_paired_and_signed(tmp_path):
+    # a ranks every pair right and separates accepted from rejected JDs; b gets half the pairs
+    # wrong and ranks the JDs backwards.
+    n = 40
+    a = _eval_scores(tmp_path / "a", [True] * n, [3, 2.5, 2, 1.5, 1, 0.5, 0, -0.5], [2, 1, 0, -1])
+    b = _eval_scores(tmp_path / "b", [i % 2 == 0 for i in range(n)], [-0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3],
+                     [-1, 0, 1, 2])
+    ab = reward.compare_reward_models(a, b)
+    assert ab["pairwise_accuracy"]["diff"] == pytest.approx(0.5)
+    assert ab["pairwise_accuracy"]["n"] == n and ab["pairwise_accuracy"]["test"] == "mcnemar_exact"
+    assert ab["pairwise_accuracy"]["p_value"] < 1e-5  # 20 discordant pairs, all one way
+    assert ab["pairwise_accuracy_feedback"]["diff"] == pytest.approx(0.0)  # b is right on the even pairs
+    assert ab["pairwise_accuracy_hard_negative"]["diff"] == pytest.approx(1.0)
+    assert ab["auc_real"]["diff"] == pytest.approx(1.0) and ab["auc_real"]["n_seekers"] == 4
+    assert ab["auc_generated"]["diff"] == pytest.approx(1.0)  # AUC 1 against AUC 0
+    ba = reward.compare_reward_models(b, a)  # the order of the arguments is the sign
+    assert ba["pairwise_accuracy"]["diff"] == pytest.approx(-0.5)
+    assert ba["auc_real"]["diff"] == pytest.approx(-1.0)
+    same = reward.compare_reward_models(a, a)
+    assert same["pairwise_accuracy"]["diff"] == 0 and same["pairwise_accuracy"]["p_value"] == 1.0
+    other = _eval_scores(tmp_path / "c", [True] * (n - 1), [0] * 8, [0] * 4)
+    with pytest.raises(GirlError, match="not evaluated on the same examples"):
+        reward.compare_reward_models(a, other)
+
+
 def test_precision_follows_the_profile(smoke_cfg, base, smoke_run):
     # smoke pins float32: exact scores in the tests; dtype=auto on a bf16-capable CPU autocasts.
     assert training.precision_flags(smoke_cfg)["bf16"] is False

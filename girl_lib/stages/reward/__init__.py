@@ -84,7 +84,7 @@ from .evaluation import (MAX_GENERATED_EVAL, blind_spot, evaluate_generated, eva
                          evaluate_pairs, evaluate_real, n_generated_eval, val_jds_of_both_arms)
 from .pairs import (GENERATED, KINDS, accepted_real_jds, fitted_pair_prompt, generate_arms, generated_pairs,
                     label_generated, load_pairs, pairwise_loss, reward_datasets, to_preference)
-from .report import calibration_bins, load_eval_scores, plot_report, token_report
+from .report import calibration_bins, compare_reward_models, load_eval_scores, plot_report, token_report
 from .trainer import HEADLINE, count_too_long, make_trainer, peft_reward_config, run_stage, train
 
 __all__ = [
@@ -93,5 +93,5 @@ __all__ = [
     "peft_reward_config", "make_trainer", "count_too_long", "train", "run_stage", "HEADLINE",
     "MAX_GENERATED_EVAL", "evaluate_pairs", "evaluate_real", "evaluate_generated", "n_generated_eval",
     "evaluate_held_out", "val_jds_of_both_arms", "blind_spot",
-    "load_eval_scores", "calibration_bins", "plot_report", "token_report",
+    "load_eval_scores", "compare_reward_models", "calibration_bins", "plot_report", "token_report",
 ]

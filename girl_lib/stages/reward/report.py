@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ...errors import GirlError
+from ...metrics.scores import binary_auc
 from ...pooling import token_scores
+from ...stats import cluster_bootstrap, paired_difference
 from ...scoring import chat_ids
 from ...world import make_prompt
 from .pairs import KINDS
@@ -18,6 +20,65 @@ def load_eval_scores(run_dir: Path) -> dict:
     if not path.is_file():
         raise GirlError(f"no {path}; run 'girl reward' first")
     return json.loads(path.read_text())
+
+
+def _aligned(rows_a: list[dict], rows_b: list[dict], key, what: str, names: tuple[str, str]) -> list[tuple]:
+    """Rows of two reward models' evaluations matched by ``key``; refused when the sets differ."""
+    a, b = {key(r): r for r in rows_a}, {key(r): r for r in rows_b}
+    if a.keys() != b.keys():
+        only = sorted(map(str, a.keys() ^ b.keys()))[:3]
+        raise GirlError(f"{what}: {names[0]} and {names[1]} were not evaluated on the same examples "
+                        f"({len(a)} vs {len(b)}; e.g. {', '.join(only)}): compare reward models of one data stage")
+    return [(a[k], b[k]) for k in sorted(a, key=str)]
+
+
+def _auc_difference(pairs: list[tuple], seed: int) -> dict:
+    """``AUC(a) - AUC(b)`` against the oracle on the same JDs, resampling seekers (both models together)."""
+    labels = [int(ra["oracle_accept"]) for ra, _ in pairs]
+    sa, sb = [ra["score"] for ra, _ in pairs], [rb["score"] for _, rb in pairs]
+
+    def diff(idx):
+        y = [labels[i] for i in idx]
+        if not 0 < sum(y) < len(y):
+            return None
+        return binary_auc(y, [sa[i] for i in idx]) - binary_auc(y, [sb[i] for i in idx])
+
+    out = cluster_bootstrap(diff, [ra["seeker_id"] for ra, _ in pairs], seed=seed, null=0.0)
+    return {"diff": out["value"], "ci": out["ci"], "p_value": out.get("p_value"), "n": len(pairs),
+            "n_seekers": out["n_groups"], "positives": sum(labels)}
+
+
+def compare_reward_models(run_a: Path, run_b: Path, seed: int = 0) -> dict:
+    """Two reward models evaluated on the same held-out examples, compared pairwise.
+
+    For questions such as "does bf16 autocast cost the reward model accuracy?": train the reward
+    stage twice on one data stage (and one SFT stage, which writes the generated JDs), once with
+    ``--set model.dtype=float32``, each in its own run dir, then compare. Every figure is a
+    paired difference ``a - b`` on the same examples, so the two models' shared luck cancels:
+
+    * ``pairwise_accuracy``: the held-out pairs each model ranks right, exact McNemar test;
+    * ``auc_real`` / ``auc_generated``: the AUC against the oracle on real val JDs and on the
+      SFT model's greedy JDs, a bootstrap over seekers (both models' scores resampled together),
+      with a two-sided bootstrap p-value.
+
+    A pair of evaluations on different examples (another data stage, other sizes) is refused.
+    """
+    names = (str(run_a), str(run_b))
+    ev_a, ev_b = load_eval_scores(run_a), load_eval_scores(run_b)
+    pairs = _aligned(ev_a["pairs"], ev_b["pairs"], lambda r: r["id"], "held-out pairs", names)
+    out = {"a": names[0], "b": names[1],
+           "pairwise_accuracy": paired_difference([float(ra["chosen"] > ra["rejected"]) for ra, _ in pairs],
+                                                  [float(rb["chosen"] > rb["rejected"]) for _, rb in pairs],
+                                                  seed=seed)}
+    for kind in KINDS:
+        sel = [(ra, rb) for ra, rb in pairs if ra["kind"] == kind]
+        out[f"pairwise_accuracy_{kind}"] = paired_difference(
+            [float(ra["chosen"] > ra["rejected"]) for ra, _ in sel],
+            [float(rb["chosen"] > rb["rejected"]) for _, rb in sel], seed=seed)
+    for part, key in (("real", lambda r: (r["seeker_id"], r["job_id"])), ("generated", lambda r: r["seeker_id"])):
+        rows = _aligned(ev_a.get(part, []), ev_b.get(part, []), key, f"{part} JDs", names)
+        out[f"auc_{part}"] = _auc_difference(rows, seed) if rows else None
+    return out
 
 
 def calibration_bins(scores: Sequence[float], labels: Sequence[int], n_bins: int = 5) -> list[dict]:
