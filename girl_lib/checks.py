@@ -97,6 +97,7 @@ _BY_KEY: dict[str, tuple[Any, str]] = {
     "ppo.eval_seekers": (_nonneg_int, "an integer >= 0 (0: sft.oracle_eval_seekers)"),
     "ppo.eval_kl_seekers": (_nonneg_int, "an integer >= 0 (0: every eval seeker)"),
     "ppo.group_size": (lambda v: _positive_int(v) and v >= 2, "an integer >= 2"),
+    "ppo.samples_per_prompt": POSITIVE,
     "eval.max_test_seekers": (_all_or_positive, "-1 (all) or an integer >= 1"),
     "eval.batch_size": (_nonneg_int, "an integer >= 0 (0: generation.batch_size)"),
     "eval.judge_pairs": (lambda v: isinstance(v, int) and v >= -1, "an integer >= 1, or 0 / -1 for all"),
@@ -178,6 +179,9 @@ def validate_settings(cfg, factory: Callable[[], Any] | None = None):
     if cfg.model.tiny_hidden_size % cfg.model.tiny_heads:
         raise _bad_setting(cfg, "model.tiny_heads", cfg.model.tiny_heads,
                            f"a divisor of model.tiny_hidden_size ({cfg.model.tiny_hidden_size})", factory)
+    if cfg.ppo.rollout_batch_size % cfg.ppo.samples_per_prompt:
+        raise _bad_setting(cfg, "ppo.samples_per_prompt", cfg.ppo.samples_per_prompt,
+                           f"a divisor of ppo.rollout_batch_size ({cfg.ppo.rollout_batch_size})", factory)
     rng = cfg.data.applications_per_seeker
     if not (isinstance(rng, tuple) and len(rng) == 2 and all(_positive_int(x) for x in rng) and rng[0] <= rng[1]):
         raise _bad_setting(cfg, "data.applications_per_seeker", rng,

@@ -173,6 +173,10 @@ class PPOConfig:
     value_warmup_iterations: int = 2
     vf_coef: float = 0.1
     temperature: float = 0.7
+    # JDs sampled per seeker in a rollout batch (rollout_batch_size / k seekers, k JDs each). k > 1:
+    # each JD's score minus the mean score of the seeker's other k - 1 JDs (RLOO's leave-one-out
+    # baseline), so the reward says which JD suits that seeker better, not which seeker is easy.
+    samples_per_prompt: int = 1
     missing_eos_penalty: float = 1.0  # subtracted from the score of a response that never stopped
     reward_source: str = "rm"  # rm (GIRL: the stage-2 reward model) | oracle (ablation: the world's ground truth)
     # score -> (score - mean) / std, statistics of the starting (SFT) policy's own sampled JDs

@@ -92,6 +92,34 @@ def lora_grads(model):
 # --------------------------------------------------------------------------------------------
 # Tensors of a rollout
 # --------------------------------------------------------------------------------------------
+def test_samples_per_prompt_groups_each_seeker_k_times(smoke_cfg, monkeypatch):
+    """k JDs per seeker: rollout_batch_size / k distinct seekers, each listed k times in a row (the
+    groups the leave-one-out baseline reads); k = 1 draws exactly the seekers it always drew."""
+    import random
+
+    from girl_lib.stages.ppo import rollout
+    from girl_lib.textgen import GenerationOutput
+
+    asked = []
+
+    def fake_generate(policy, tok, prompts, **kw):
+        asked.append(list(prompts))
+        return GenerationOutput(texts=[""] * len(prompts), response_ids=[[1]] * len(prompts),
+                                num_tokens=[1] * len(prompts), finished=[True] * len(prompts))
+
+    monkeypatch.setattr(rollout, "generate", fake_generate)
+    pool = [{"id": f"s{i}", "cv_text": f"CV {i}"} for i in range(50)]
+    cfg1 = apply_overrides(smoke_cfg, {"ppo.rollout_batch_size": 8})
+    seekers, _ = rollout.sample_responses(None, None, pool, cfg1, seed=3)
+    assert seekers == random.Random(3).sample(pool, 8)
+    cfg4 = apply_overrides(smoke_cfg, {"ppo.rollout_batch_size": 8, "ppo.samples_per_prompt": 4})
+    seekers, _ = rollout.sample_responses(None, None, pool, cfg4, seed=3)
+    ids = [s["id"] for s in seekers]
+    assert len(ids) == 8 and len(set(ids)) == 2
+    assert ids[:4] == [ids[0]] * 4 and ids[4:] == [ids[4]] * 4
+    assert len(asked[-1]) == 8  # one sampled JD per row: the group's JDs are drawn independently
+
+
 def test_build_batch_left_pads_queries_right_pads_and_cuts_responses():
     eos, pad = 2, 0
     batch = ppo.build_batch([[5, 6, 7], [8]], [[9, eos, 11, 12], [13, 14, 15]], pad, eos)

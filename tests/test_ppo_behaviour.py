@@ -259,6 +259,34 @@ def test_explained_variance_rises_as_the_value_head_learns(smoke_cfg, trained_st
     assert all(b > a for a, b in zip(ev, ev[1:])) and ev[-1] > 0.3, ev
 
 
+@pytest.mark.parametrize("k", [1, 2])
+def test_group_baseline_cancels_a_reward_that_only_ranks_seekers(k, smoke_cfg, trained_stages, tmp_path, monkeypatch):
+    """ppo.samples_per_prompt through the real loop: a reward that says only which seeker is easy
+    (+1 for half the seekers, -1 for the others, whatever the JD) moves the policy with one JD per
+    seeker, and teaches nothing with two: each JD's reward minus its seeker's other JD is 0, the
+    KL is 0 in iteration 1, so every advantage, gradient and LoRA step is exactly 0."""
+    run_dir = tmp_path / "run"
+    link_stages(trained_stages, run_dir, ("data", "sft", "reward"))
+    pool = ppo_loop.load_split(run_dir / "data", "seekers", "train")[:16]
+    sign = {s["id"]: 1.0 if i % 2 == 0 else -1.0 for i, s in enumerate(pool)}
+
+    def rule(seekers, texts):
+        return torch.tensor([sign[s["id"]] for s in seekers])
+
+    monkeypatch.setattr(ppo_loop, "load_split", lambda *a, **k: pool)
+    monkeypatch.setattr(ppo_loop, "raw_scorer", lambda *a, **k: rule)
+    monkeypatch.setattr(ppo_loop, "make_scorer", lambda *a, **k: (lambda seekers, texts: (rule(seekers, texts),) * 2))
+    cfg = apply_overrides(smoke_cfg, {
+        "ppo.iterations": 1, "ppo.rollout_batch_size": 8, "ppo.minibatch_size": 4, "ppo.micro_batch_size": 4,
+        "ppo.samples_per_prompt": k, "ppo.normalize_scores": False, "ppo.missing_eos_penalty": 0.0,
+        "generation.max_new_tokens": 2})
+    out = ppo_loop.train(cfg, run_dir, log=lambda *a, **k: None)
+    lora_b = [prm for name, prm in out["model"].policy.named_parameters() if "lora_B" in name]
+    assert lora_b
+    moved = max(float(prm.detach().abs().max()) for prm in lora_b)
+    assert (moved > 0) if k == 1 else (moved == 0.0), moved
+
+
 def test_ppo_log_probs_are_float32_on_a_bf16_loaded_model(smoke_cfg):
     """PolicyWithValueHead upcasts a half-precision policy: every PPO pass (rollout, reference,
     update, exact KL) computes float32 log-probs, those of the same weights computed in fp32."""
@@ -302,7 +330,8 @@ def test_refused_settings_name_the_fix(smoke_cfg):
     from girl_lib.errors import GirlError
 
     for key, value, fix in (("ppo.kl_estimator", "k3", "use (ppo.kl_estimator=)?k1"), ("ppo.value_head_init", "reward", "removed"),
-                            ("ppo.snapshot_every", -1, ">= 0")):
+                            ("ppo.snapshot_every", -1, ">= 0"),
+                            ("ppo.samples_per_prompt", 3, "divisor of ppo.rollout_batch_size")):
         with pytest.raises(GirlError, match=fix) as err:
             resolve_profile("smoke", {key: value})
         assert "\n" not in str(err.value)

@@ -15,6 +15,7 @@ from girl_lib.stages.ppo.core import (
     explained_variance,
     first_true_indices,
     kl_penalty,
+    leave_one_out_baseline,
     logprobs_from_logits,
     masked_mean,
     masked_var,
@@ -309,3 +310,19 @@ def test_truncate_after_eos_mixed_batch():
     assert sequence_lengths(mask).tolist() == [3, 5, 1, 5]
     assert (out == eos).any(1).tolist() == [True, False, True, True]
     assert ids[0, 3] == 7  # input untouched
+
+
+def test_leave_one_out_baseline_by_hand():
+    # two seekers, three JDs each: the first seeker is "easy" (every JD scores high)
+    scores = T([5.0, 6.0, 7.0, -1.0, 0.0, 4.0])
+    got = leave_one_out_baseline(scores, 3)
+    want = T([5 - 6.5, 6 - 6.0, 7 - 5.5, -1 - 2.0, 0 - 1.5, 4 - (-0.5)])
+    torch.testing.assert_close(got, want)
+    # a seeker's difficulty (a constant shared by its group) cancels exactly
+    shifted = scores + T([10.0, 10.0, 10.0, -3.0, -3.0, -3.0])
+    torch.testing.assert_close(leave_one_out_baseline(shifted, 3), want)
+    # the best JD of each group is rewarded, the worst penalised
+    assert got.reshape(2, 3).argmax(1).tolist() == [2, 2] and got.reshape(2, 3).argmin(1).tolist() == [0, 0]
+    assert torch.equal(leave_one_out_baseline(scores, 1), scores)
+    with pytest.raises(ValueError, match="groups of 4"):
+        leave_one_out_baseline(scores, 4)

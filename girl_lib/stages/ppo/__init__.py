@@ -41,6 +41,9 @@ value loss (:func:`value_loss`) update the policy and a value head for a few epo
   rate (``ppo.value_head_lr``). ``val/explained_variance`` in the log shows whether it learns.
 * *Reward*: the stage-2 model, :func:`girl_lib.scoring.score` on the decoded JD, standardised
   with its mean and std on the SFT policy's own samples (:mod:`girl_lib.stages.ppo.normalize`).
+  With ``ppo.samples_per_prompt = k > 1`` each seeker gets k JDs and each JD's score loses the
+  mean of the other k − 1 (:func:`leave_one_out_baseline`, RLOO's baseline inside PPO): with a
+  critic that learns slowly, the reward then compares JDs for one seeker instead of seekers.
 
 **Precision.** Every PPO forward pass, log-prob and KL is float32 (a policy loaded in bf16 is
 upcast: :class:`PolicyWithValueHead`); bf16 appears only on the fast rollout path, whose
@@ -81,8 +84,8 @@ Comparison arms on the same reward and budget, TRL's GRPO and RLOO:
 """
 from .checkpoint import LOG, read_log
 from .core import (AdaptiveKLController, FixedKLController, compute_gae, compute_rewards, entropy_from_logits,
-                   explained_variance, kl_penalty, logprobs_from_logits, masked_mean, masked_var,
-                   masked_whiten, policy_loss, truncate_after_eos, value_loss)
+                   explained_variance, kl_penalty, leave_one_out_baseline, logprobs_from_logits, masked_mean,
+                   masked_var, masked_whiten, policy_loss, truncate_after_eos, value_loss)
 from .evaluate import evaluate, exact_kl_along
 from .loop import LOG_KEYS, train
 from .normalize import score_norm, starting_policy_stats
@@ -96,7 +99,7 @@ __all__ = [
     # the maths (core)
     "masked_mean", "masked_var", "masked_whiten", "compute_gae", "kl_penalty", "compute_rewards",
     "policy_loss", "value_loss", "logprobs_from_logits", "entropy_from_logits", "truncate_after_eos",
-    "explained_variance",
+    "explained_variance", "leave_one_out_baseline",
     "AdaptiveKLController", "FixedKLController",
     # the loop, in the order it runs
     "PolicyWithValueHead", "score_norm", "starting_policy_stats", "sample_responses", "build_batch",

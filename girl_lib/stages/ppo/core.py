@@ -254,6 +254,24 @@ def compute_rewards(
     return rewards, non_score_reward, kl
 
 
+def leave_one_out_baseline(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[detail] Each score minus the mean of the other scores of its group (RLOO's baseline).
+
+    ``scores`` ``[batch]`` holds ``group_size`` consecutive responses per prompt. Their prompt's
+    difficulty (a CV whose every JD scores high) cancels: what is left says which response is
+    better for that prompt. The baseline never uses the response it is subtracted from, so the
+    policy gradient stays unbiased (Kool et al., 2019; Ahmadian et al., 2024). ``group_size``
+    1: the scores unchanged.
+    """
+    if group_size == 1:
+        return scores
+    if group_size < 1 or scores.numel() % group_size:
+        raise ValueError(f"{scores.numel()} scores do not split into groups of {group_size}")
+    g = scores.reshape(-1, group_size)
+    others = (g.sum(1, keepdim=True) - g) / (group_size - 1)
+    return (g - others).reshape(scores.shape)
+
+
 # --------------------------------------------------------------------------------------------
 # 4. Advantages: generalised advantage estimation
 # --------------------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ from ...textgen import GenerationOutput, chat_prompt_ids
 from ...world import SYSTEM_PROMPT, Oracle, load_split, make_prompt
 from .checkpoint import (ADAPTER, LOG, _append_log, _fresh_start, _truncate_log, config_fingerprint,
                          find_checkpoint, load_value_head, save_checkpoint, save_snapshot)
-from .core import (K3_IN_REWARD, AdaptiveKLController, FixedKLController, explained_variance, masked_mean,
-                   sequence_lengths)
+from .core import (K3_IN_REWARD, AdaptiveKLController, FixedKLController, explained_variance,
+                   leave_one_out_baseline, masked_mean, sequence_lengths)
 from .normalize import score_norm
 from .policy import PolicyWithValueHead
 from .rollout import (apply_missing_eos_penalty, build_batch, compute_advantages, mean_return,
@@ -89,10 +89,15 @@ class Rollout:
 
 @dataclass
 class Scored:
-    """The rollouts' scores: what PPO maximises, the reward model's raw units, and the oracle's report."""
+    """The rollouts' scores: what PPO maximises, the reward model's raw units, and the oracle's report.
+
+    ``rewards`` is what enters the per-token rewards: ``scores``, minus each seeker's leave-one-out
+    mean when ``ppo.samples_per_prompt > 1``.
+    """
     scores: torch.Tensor
     raw_scores: torch.Tensor
     oracle: dict
+    rewards: torch.Tensor
     times: dict[str, float] = field(default_factory=dict)
 
 
@@ -124,6 +129,9 @@ def check_settings(p) -> None:
         raise GirlError("ppo.rollout_batch_size, minibatch_size, micro_batch_size and ppo_epochs must be >= 1")
     if p.snapshot_every < 0:
         raise GirlError(f"ppo.snapshot_every must be >= 0 (0 keeps no snapshots), got {p.snapshot_every}")
+    if p.samples_per_prompt < 1 or p.rollout_batch_size % p.samples_per_prompt:
+        raise GirlError(f"setting 'ppo.samples_per_prompt' is {p.samples_per_prompt}; it must be a divisor of "
+                        f"ppo.rollout_batch_size ({p.rollout_batch_size})")
     if p.kl_estimator != "k1":
         raise GirlError(K3_IN_REWARD if p.kl_estimator == "k3" else f"ppo.kl_estimator must be k1, got '{p.kl_estimator}'")
     if p.value_head_init not in VALUE_HEAD_INITS:
@@ -229,11 +237,13 @@ def score_rollout(ro: Rollout, scorer, oracle: Oracle, p) -> Scored:
     t0 = time.time()
     raw_scores, std_scores = scorer(ro.seekers, ro.gen.texts)
     scores = apply_missing_eos_penalty(std_scores, ro.batch["finished"], p.missing_eos_penalty)
+    # [detail] with k JDs per seeker, each is rewarded against the seeker's other k - 1 (penalty included)
+    rewards = leave_one_out_baseline(scores, p.samples_per_prompt)
     times["scoring_s"] = time.time() - t0
     t0 = time.time()
     orep = oracle_report(ro.seekers, ro.gen.texts, oracle)  # the ground truth, for monitoring only
     times["oracle_s"] = time.time() - t0
-    return Scored(scores, raw_scores, orep, times)
+    return Scored(scores, raw_scores, orep, rewards, times)
 
 
 def iteration_stats(batch: dict, ro: Rollout, sc: Scored, mb_stats: list[dict], times: dict[str, float],
@@ -341,8 +351,8 @@ def ppo_iterations(cfg: Profile, ctx: _Context, m: _Models, pool: list[dict], or
         # (6) per-token rewards, GAE, whitened advantages (a fresh value head first starts at the mean return)
         beta = m.kl_ctl.value
         if iteration == 1 and p.value_head_init == "mean_return":
-            warm_start_value_head(ctx, m, ro.batch, sc.scores, beta, p)
-        batch = compute_advantages(ro.batch, sc.scores, beta, p)
+            warm_start_value_head(ctx, m, ro.batch, sc.rewards, beta, p)
+        batch = compute_advantages(ro.batch, sc.rewards, beta, p)
         # (7) PPO epochs over shuffled, micro-batched minibatches (value loss unclipped while it warms up)
         t0 = time.time()
         mb_stats = ppo_update(m.model, m.optimizer, batch, update_settings(p, iteration), seed, ctx.accelerator,

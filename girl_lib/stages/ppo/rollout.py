@@ -22,9 +22,15 @@ def sample_responses(policy, tok, pool: list[dict], cfg, seed: int) -> tuple[lis
     the fast rollout path of ``generation.*`` (bf16 weights where native; the log-probs are then
     recomputed in float32). The score normaliser samples the starting policy with this same
     function (:mod:`girl_lib.stages.ppo.normalize`).
+
+    With ``ppo.samples_per_prompt = k`` it draws ``rollout_batch_size / k`` seekers and lists each
+    ``k`` times in a row (each row is sampled on its own): the groups of
+    :func:`~girl_lib.stages.ppo.core.leave_one_out_baseline`.
     """
     p, g = cfg.ppo, cfg.generation
-    seekers = random.Random(seed).sample(pool, min(p.rollout_batch_size, len(pool)))
+    k = p.samples_per_prompt
+    drawn = random.Random(seed).sample(pool, min(p.rollout_batch_size // k, len(pool)))
+    seekers = [s for s in drawn for _ in range(k)]
     gen = generate(policy, tok, [make_prompt(s["cv_text"]) for s in seekers], system_prompt=SYSTEM_PROMPT,
                    max_new_tokens=g.max_new_tokens, batch_size=g.batch_size, do_sample=True,
                    temperature=p.temperature, top_k=0, top_p=1.0, seed=seed, fast_dtype=g.fast_dtype,
