@@ -226,17 +226,9 @@ def test_value_head_starts_at_the_mean_return(smoke_cfg):
     assert ppo_loop.update_settings(p, p.value_warmup_iterations + 1).cliprange_value == p.cliprange_value
 
 
-def test_explained_variance_rises_as_the_value_head_learns(smoke_cfg, trained_stages, tmp_path, monkeypatch):
-    """val/explained_variance in log.jsonl, on the smoke loop with a reward the critic can learn.
-
-    On the smoke profile's random-weight model the reward model's score of random text is
-    unpredictable from the policy's features, so no critic can explain it (measured: ~0 ± 0.1
-    whatever the settings). Here the reward is a rule of the prompt (+1 for half of 16 fixed
-    seekers, -1 for the others), responses are one token (the value reads the prompt's last
-    state) and the policy barely moves, so the returns are learnable and stationary: the value
-    head, warm-started at the mean return and unclipped while it warms up, must explain more of
-    them every iteration. Iteration 1 explains nothing (a constant head).
-    """
+def seeker_rule_run(trained_stages, tmp_path, monkeypatch):
+    """A run dir on the smoke stages whose PPO reward is a rule of the seeker alone: +1 for half
+    of 16 fixed train seekers, -1 for the others, whatever the JD (the reward model is bypassed)."""
     run_dir = tmp_path / "run"
     link_stages(trained_stages, run_dir, ("data", "sft", "reward"))
     pool = ppo_loop.load_split(run_dir / "data", "seekers", "train")[:16]
@@ -248,6 +240,21 @@ def test_explained_variance_rises_as_the_value_head_learns(smoke_cfg, trained_st
     monkeypatch.setattr(ppo_loop, "load_split", lambda *a, **k: pool)
     monkeypatch.setattr(ppo_loop, "raw_scorer", lambda *a, **k: rule)
     monkeypatch.setattr(ppo_loop, "make_scorer", lambda *a, **k: (lambda seekers, texts: (rule(seekers, texts),) * 2))
+    return run_dir
+
+
+def test_explained_variance_rises_as_the_value_head_learns(smoke_cfg, trained_stages, tmp_path, monkeypatch):
+    """val/explained_variance in log.jsonl, on the smoke loop with a reward the critic can learn.
+
+    On the smoke profile's random-weight model the reward model's score of random text is
+    unpredictable from the policy's features, so no critic can explain it (measured: ~0 ± 0.1
+    whatever the settings). Here the reward is a rule of the prompt (+1 for half of 16 fixed
+    seekers, -1 for the others), responses are one token (the value reads the prompt's last
+    state) and the policy barely moves, so the returns are learnable and stationary: the value
+    head, warm-started at the mean return and unclipped while it warms up, must explain more of
+    them every iteration. Iteration 1 explains nothing (a constant head).
+    """
+    run_dir = seeker_rule_run(trained_stages, tmp_path, monkeypatch)
     cfg = apply_overrides(smoke_cfg, {
         "ppo.iterations": 4, "ppo.rollout_batch_size": 16, "ppo.minibatch_size": 4, "ppo.micro_batch_size": 4,
         "ppo.ppo_epochs": 4, "ppo.value_head_lr": 5e-2, "ppo.learning_rate": 1e-9, "ppo.normalize_scores": False,
@@ -265,17 +272,7 @@ def test_group_baseline_cancels_a_reward_that_only_ranks_seekers(k, smoke_cfg, t
     (+1 for half the seekers, -1 for the others, whatever the JD) moves the policy with one JD per
     seeker, and teaches nothing with two: each JD's reward minus its seeker's other JD is 0, the
     KL is 0 in iteration 1, so every advantage, gradient and LoRA step is exactly 0."""
-    run_dir = tmp_path / "run"
-    link_stages(trained_stages, run_dir, ("data", "sft", "reward"))
-    pool = ppo_loop.load_split(run_dir / "data", "seekers", "train")[:16]
-    sign = {s["id"]: 1.0 if i % 2 == 0 else -1.0 for i, s in enumerate(pool)}
-
-    def rule(seekers, texts):
-        return torch.tensor([sign[s["id"]] for s in seekers])
-
-    monkeypatch.setattr(ppo_loop, "load_split", lambda *a, **k: pool)
-    monkeypatch.setattr(ppo_loop, "raw_scorer", lambda *a, **k: rule)
-    monkeypatch.setattr(ppo_loop, "make_scorer", lambda *a, **k: (lambda seekers, texts: (rule(seekers, texts),) * 2))
+    run_dir = seeker_rule_run(trained_stages, tmp_path, monkeypatch)
     cfg = apply_overrides(smoke_cfg, {
         "ppo.iterations": 1, "ppo.rollout_batch_size": 8, "ppo.minibatch_size": 4, "ppo.micro_batch_size": 4,
         "ppo.samples_per_prompt": k, "ppo.normalize_scores": False, "ppo.missing_eos_penalty": 0.0,
