@@ -8,8 +8,8 @@ from typing import Sequence
 from ...errors import GirlError
 from ...metrics.scores import binary_auc
 from ...pooling import token_scores
-from ...stats import cluster_bootstrap, paired_difference
 from ...scoring import chat_ids
+from ...stats import cluster_bootstrap, paired_difference
 from ...world import make_prompt
 from .pairs import KINDS
 
