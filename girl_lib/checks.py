@@ -66,6 +66,7 @@ _BY_KEY: dict[str, tuple[Any, str]] = {
     "reward.max_eval_pairs": NON_NEGATIVE,
     "reward.num_layers": (_nonneg_int, "an integer >= 0 (0: all layers)"),
     "reward.generated_pairs": (_nonneg_int, "an integer >= 0 (0: no generated pairs)"),
+    "reward.generated_samples": (_nonneg_int, "an integer >= 0 (0: greedy generated JDs only)"),
     "generation.fast_dtype": (lambda v: v in ("auto", "off", "bfloat16", "float16", "int8", "fp16w"),
                               "one of auto, off, bfloat16, float16, int8, fp16w"),
     "generation.num_threads": (_nonneg_int, "an integer >= 0 (0: torch's setting)"),

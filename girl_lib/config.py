@@ -127,6 +127,9 @@ class RewardConfig:
     # the oracle (an accepted real or generated JD beats an unparseable or rejected generated one).
     # Needs a complete SFT stage; 0: off. cpu: ~2 minutes of generation (zero-shot JDs ramble).
     generated_pairs: int = 64
+    # Also this many *sampled* SFT JDs per such seeker, at ppo.temperature: the distribution PPO's
+    # rollouts come from, so the reward model learns to rank the policy's own near misses. 0: greedy only.
+    generated_samples: int = 0
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 

@@ -150,6 +150,7 @@ def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, 
     from girl_lib.pipeline import run_stage
 
     _fake_sft(smoke_cfg, run_copy)  # so the generated-JD part runs too
+    smoke_cfg = apply_overrides(smoke_cfg, {"reward.generated_samples": 1})  # and one sampled SFT JD a seeker
     manifest = run_stage("reward", smoke_cfg, run_copy, log=lambda *a: None)
     out = run_copy / "reward"
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "manifest.json").is_file()
@@ -171,6 +172,11 @@ def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, 
     assert by_kind["generated"] > 0 and m["generated_pairs_seekers"] == smoke_cfg.reward.generated_pairs
     assert m["train_pairs"] == sum(by_kind.values()) and m["train_pairs_dropped_too_long"] == 0
     assert sum(m["generated_pairs_rejected_by_arm"].values()) == by_kind["generated"]
+    arms = {"zero_shot", "sft", reward.sample_arm(1)}
+    assert set(m["generated_pairs_rejected_by_arm"]) == set(m["generated_pairs_accepted_by_arm"]) == arms
+    for arm in arms:  # every seeker's JD of an arm is either accepted or a rejected side (or has no chosen)
+        assert m["generated_pairs_accepted_by_arm"][arm] + m["generated_pairs_rejected_by_arm"][arm] \
+            <= m["generated_pairs_seekers"]
     spot = m["blind_spot"]
     assert spot["n"] > 0 and spot["source"] == "generated"  # the fake SFT stage wrote no oracle_val.json
     assert {"zero_shot_rm_mean", "sft_rm_mean", "zero_shot_below_sft"} <= set(spot)
@@ -365,3 +371,62 @@ def test_generated_pairs_are_labelled_by_the_oracle(smoke_cfg, smoke_run):
         assert p["chosen_source"] == "real" and p["chosen"] in real[s1["id"]] and p["rejected"] == texts[arm][1]
         assert not p["rejected_parse_ok"] or p["rejected_p_accept"] <= 0.5
     assert all(p["kind"] == "generated" for p in pairs)
+
+
+def test_a_sampled_jd_the_oracle_accepts_beats_the_rejected_greedy_ones(smoke_cfg, smoke_run):
+    from girl_lib.world import Oracle
+
+    oracle = Oracle(noise=smoke_cfg.data.recruiter_noise)
+    data = smoke_run / "data"
+    seekers = load_jsonl(data / "seekers.jsonl", "seekers")
+    real = reward.accepted_real_jds(data, {s["id"] for s in seekers}, oracle)
+    s0 = next(s for s in seekers if len(real[s["id"]]) >= 1)
+    good = real[s0["id"]][0]
+    assert oracle.score(s0, good).p_accept > 0.5
+    texts = {"zero_shot": ["Sure! Here is a job."], "sft": ["not a JD"],
+             reward.sample_arm(1): ["still not a JD"], reward.sample_arm(2): [good]}
+    pairs = reward.label_generated([s0], texts, real, oracle, seed=0)
+    # The accepted sample is the chosen side of every other arm's pair, and is no rejected side itself.
+    assert sorted(p["rejected_arm"] for p in pairs) == sorted(["zero_shot", "sft", reward.sample_arm(1)])
+    assert all(p["chosen"] == good and p["chosen_source"] == "generated" for p in pairs)
+
+
+def test_generate_arms_samples_each_seeker_as_ppo_does(smoke_cfg, monkeypatch):
+    """The sampled arms hold each seeker's own samples, drawn with PPO's temperature and the run's seed."""
+    import contextlib
+    from girl_lib.stages.reward import pairs as pairs_mod
+
+    calls = []
+
+    class FakeModel:
+        adapter = True
+
+        @contextlib.contextmanager
+        def disable_adapter(self):
+            self.adapter = False
+            yield
+            self.adapter = True
+
+    model = FakeModel()
+
+    def fake_generate(model_, tok, prompts, gen_cfg, *, do_sample=False, system_prompt=None, seed=None, **kw):
+        calls.append((do_sample, gen_cfg.temperature, seed, model_.adapter))
+        counts: dict = {}
+        out = []
+        for p in prompts:  # text = "<prompt>#<how often this prompt was seen in this call>"
+            counts[p] = counts.get(p, 0) + 1
+            out.append(f"{p}#{counts[p]}")
+        return type("Out", (), {"texts": out})()
+
+    monkeypatch.setattr(pairs_mod, "load_sft_model", lambda cfg, run_dir: (model, None))
+    monkeypatch.setattr(pairs_mod, "generate_from_config", fake_generate)
+    cfg = apply_overrides(smoke_cfg, {"ppo.temperature": 0.9, "generation.temperature": 0.3})
+    seekers = [{"id": f"s{i}", "cv_text": f"CV number {i}"} for i in range(3)]
+    out = reward.generate_arms(cfg, None, seekers, samples=2)
+    assert list(out) == ["zero_shot", "sft", reward.sample_arm(1), reward.sample_arm(2)]
+    for j in (1, 2):
+        assert out[reward.sample_arm(j)] == [f"{make_prompt(s['cv_text'])}#{j}" for s in seekers]
+    assert out["sft"] == [f"{make_prompt(s['cv_text'])}#1" for s in seekers]
+    # zero-shot: greedy, adapter off; SFT: greedy; samples: PPO's temperature, the run's seed, adapter on.
+    assert calls == [(False, 0.3, None, False), (False, 0.3, None, True), (True, 0.9, cfg.seed, True)]
+    assert list(reward.generate_arms(cfg, None, seekers)) == ["zero_shot", "sft"]  # no samples by default

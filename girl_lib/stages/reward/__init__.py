@@ -54,7 +54,9 @@ And, built here (``reward.generated_pairs``, :mod:`~girl_lib.stages.reward.pairs
 * ``generated`` — real JDs are all the reward model ever reads, yet PPO will show it *generated*
   ones: the zero-shot base's rambling, the SFT model's near misses. For train seekers, greedy
   zero-shot and SFT JDs are labelled by the oracle: a generated JD it rejects (or cannot parse)
-  loses to one it accepts (generated, else the seeker's accepted real JD). The blind-spot check
+  loses to one it accepts (generated, else the seeker's accepted real JD).
+  ``reward.generated_samples`` adds that many *sampled* SFT JDs per seeker, drawn as PPO's
+  rollouts are: the near misses PPO's reward must rank are the policy's own. The blind-spot check
   in ``metrics.json`` (``blind_spot``: mean score of zero-shot vs SFT JDs on val seekers; the
   zero-shot ones should score lower) shows whether that off-distribution lesson was needed.
 
@@ -83,13 +85,13 @@ figures, for plots), ``log_history.json`` (loss curve) and ``profile.json``.
 from .evaluation import (MAX_GENERATED_EVAL, blind_spot, evaluate_generated, evaluate_held_out,
                          evaluate_pairs, evaluate_real, n_generated_eval, val_jds_of_both_arms)
 from .pairs import (GENERATED, KINDS, accepted_real_jds, fitted_pair_prompt, generate_arms, generated_pairs,
-                    label_generated, load_pairs, pairwise_loss, reward_datasets, to_preference)
+                    label_generated, load_pairs, pairwise_loss, reward_datasets, sample_arm, to_preference)
 from .report import calibration_bins, compare_reward_models, load_eval_scores, plot_report, token_report
 from .trainer import HEADLINE, count_too_long, make_trainer, peft_reward_config, run_stage, train
 
 __all__ = [
     "KINDS", "GENERATED", "pairwise_loss", "to_preference", "fitted_pair_prompt", "load_pairs", "reward_datasets",
-    "generate_arms", "accepted_real_jds", "label_generated", "generated_pairs",
+    "generate_arms", "sample_arm", "accepted_real_jds", "label_generated", "generated_pairs",
     "peft_reward_config", "make_trainer", "count_too_long", "train", "run_stage", "HEADLINE",
     "MAX_GENERATED_EVAL", "evaluate_pairs", "evaluate_real", "evaluate_generated", "n_generated_eval",
     "evaluate_held_out", "val_jds_of_both_arms", "blind_spot",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from ...config import Profile
@@ -94,10 +95,18 @@ def reward_datasets(data_dir: Path, cfg: Profile, tokenizer=None, extra: list[di
 # --------------------------------------------------------------------------------------------
 # Generated pairs: where PPO will look (off the distribution of real JDs)
 # --------------------------------------------------------------------------------------------
-def generate_arms(cfg: Profile, run_dir: Path, seekers: list[dict]) -> dict[str, list[str]]:
-    """Greedy JDs of the zero-shot base and of the SFT model for ``seekers``, ``{arm: texts}``.
+def sample_arm(j: int) -> str:
+    """The name of the ``j``-th sampled SFT arm (1-based): ``sft_sample_1``, ``sft_sample_2``, ..."""
+    return f"sft_sample_{j}"
 
-    One model: the SFT model, and the base as that model with its adapter disabled.
+
+def generate_arms(cfg: Profile, run_dir: Path, seekers: list[dict], samples: int = 0) -> dict[str, list[str]]:
+    """Greedy JDs of the zero-shot base and of the SFT model for ``seekers``, ``{arm: texts}``;
+    with ``samples`` > 0, also that many sampled SFT JDs per seeker (arms :func:`sample_arm`).
+
+    One model: the SFT model, and the base as that model with its adapter disabled. The samples
+    are drawn as PPO's rollouts are (plain temperature sampling at ``ppo.temperature``, seeded by
+    ``seed``), all in one batched call: each prompt repeated ``samples`` times.
     """
     model, tok = load_sft_model(cfg, run_dir)
     prompts = [make_prompt(s["cv_text"]) for s in seekers]
@@ -105,6 +114,12 @@ def generate_arms(cfg: Profile, run_dir: Path, seekers: list[dict]) -> dict[str,
     with model.disable_adapter():
         out["zero_shot"] = generate_from_config(model, tok, prompts, cfg.generation, system_prompt=SYSTEM_PROMPT).texts
     out["sft"] = generate_from_config(model, tok, prompts, cfg.generation, system_prompt=SYSTEM_PROMPT).texts
+    if samples > 0:
+        rollout = replace(cfg.generation, temperature=cfg.ppo.temperature)
+        texts = generate_from_config(model, tok, [p for p in prompts for _ in range(samples)], rollout,
+                                     do_sample=True, system_prompt=SYSTEM_PROMPT, seed=cfg.seed).texts
+        for j in range(samples):  # seeker i's samples sit at i*samples .. i*samples + samples - 1
+            out[sample_arm(j + 1)] = texts[j::samples]
     del model
     return out
 
@@ -120,6 +135,11 @@ def accepted_real_jds(data_dir: Path, seeker_ids: set[str], oracle) -> dict[str,
     return out
 
 
+def accepted(verdict) -> bool:
+    """The oracle accepts a JD: it parses and ``p_accept > 0.5``."""
+    return verdict.parse_ok and verdict.p_accept > 0.5
+
+
 def label_generated(seekers: list[dict], texts_by_arm: dict[str, list[str]], real: dict[str, list[str]],
                     oracle, seed: int = 0) -> list[dict]:
     """Pairs ``kind="generated"``, labelled by the oracle: an accepted JD beats a generated one
@@ -127,16 +147,17 @@ def label_generated(seekers: list[dict], texts_by_arm: dict[str, list[str]], rea
 
     For each seeker, each generated JD the oracle does not accept (``parse_ok`` and
     ``p_accept > 0.5``) is a rejected side; its chosen side is the seeker's accepted generated
-    JD when one arm wrote one (same distribution, the subtlest lesson), else one of their
-    accepted real JDs (a seeded choice). Seekers with no accepted JD at all give no pair.
+    JD when one arm wrote one (same distribution, the subtlest lesson: the first accepted arm in
+    ``texts_by_arm``'s order), else one of their accepted real JDs (a seeded choice). Seekers with
+    no accepted JD at all give no pair.
     """
     rng = random.Random(f"reward/generated/{seed}")
     pairs = []
     for i, s in enumerate(seekers):
         verdicts = {arm: oracle.score(s, texts[i]) for arm, texts in texts_by_arm.items()}
-        good = [texts_by_arm[a][i] for a, v in verdicts.items() if v.parse_ok and v.p_accept > 0.5]
+        good = [texts_by_arm[a][i] for a, v in verdicts.items() if accepted(v)]
         for arm, v in verdicts.items():
-            if v.parse_ok and v.p_accept > 0.5:
+            if accepted(v):
                 continue
             chosen, source = (good[0], "generated") if good else (
                 (rng.choice(real[s["id"]]), "real") if real.get(s["id"]) else (None, None))
@@ -150,22 +171,27 @@ def label_generated(seekers: list[dict], texts_by_arm: dict[str, list[str]], rea
 
 
 def generated_pairs(cfg: Profile, run_dir: Path, oracle) -> tuple[list[dict], dict]:
-    """``reward.generated_pairs`` train seekers' zero-shot and SFT JDs as labelled pairs, and a summary.
+    """``reward.generated_pairs`` train seekers' zero-shot and SFT JDs (greedy, plus
+    ``reward.generated_samples`` sampled SFT JDs each) as labelled pairs, and a summary.
 
     Skipped (no pairs, a note) when the option is 0 or the SFT stage is not complete.
     """
-    n = cfg.reward.generated_pairs
+    n, k = cfg.reward.generated_pairs, cfg.reward.generated_samples
     if n <= 0:
         return [], {"generated_pairs_note": "off (reward.generated_pairs=0)"}
     if not is_complete(Path(run_dir) / "sft"):
         return [], {"generated_pairs_note": "skipped: no complete SFT stage in this run dir (run 'girl sft' first)"}
     data_dir = Path(run_dir) / "data"
     seekers = split_seekers(data_dir, n, split="train", seed=cfg.seed)
-    texts = generate_arms(cfg, run_dir, seekers)
+    texts = generate_arms(cfg, run_dir, seekers, samples=k)
     pairs = label_generated(seekers, texts, accepted_real_jds(data_dir, {s["id"] for s in seekers}, oracle),
                             oracle, cfg.seed)
+    n_accepted = {a: sum(accepted(oracle.score(s, t)) for s, t in zip(seekers, xs)) for a, xs in texts.items()}
     summary = {"generated_pairs_seekers": len(seekers),
                "generated_pairs_rejected_by_arm": {a: sum(p["rejected_arm"] == a for p in pairs) for a in texts},
+               "generated_pairs_accepted_by_arm": n_accepted,
                "generated_pairs_chosen_real": sum(p["chosen_source"] == "real" for p in pairs),
-               "generated_pairs_note": "greedy zero-shot and SFT JDs for train seekers, labelled by the oracle"}
+               "generated_pairs_note": "greedy zero-shot and SFT JDs" + (
+                   f" and {k} SFT JDs sampled at T={cfg.ppo.temperature}" if k else "")
+               + " for train seekers, labelled by the oracle"}
     return pairs, summary
