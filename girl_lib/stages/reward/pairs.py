@@ -106,7 +106,7 @@ def generate_arms(cfg: Profile, run_dir: Path, seekers: list[dict], samples: int
 
     One model: the SFT model, and the base as that model with its adapter disabled. The samples
     are drawn as PPO's rollouts are (plain temperature sampling at ``ppo.temperature``, seeded by
-    ``seed``), all in one batched call: each prompt repeated ``samples`` times.
+    the run's ``seed``), all in one batched call: each prompt repeated ``samples`` times.
     """
     model, tok = load_sft_model(cfg, run_dir)
     prompts = [make_prompt(s["cv_text"]) for s in seekers]
