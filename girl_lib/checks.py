@@ -67,6 +67,7 @@ _BY_KEY: dict[str, tuple[Any, str]] = {
     "reward.num_layers": (_nonneg_int, "an integer >= 0 (0: all layers)"),
     "reward.generated_pairs": (_nonneg_int, "an integer >= 0 (0: no generated pairs)"),
     "reward.generated_samples": (_nonneg_int, "an integer >= 0 (0: greedy generated JDs only)"),
+    "reward.eval_samples": (_nonneg_int, "an integer >= 0 (0: no AUC on sampled JDs)"),
     "generation.fast_dtype": (lambda v: v in ("auto", "off", "bfloat16", "float16", "int8", "fp16w"),
                               "one of auto, off, bfloat16, float16, int8, fp16w"),
     "generation.num_threads": (_nonneg_int, "an integer >= 0 (0: torch's setting)"),

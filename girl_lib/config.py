@@ -130,6 +130,10 @@ class RewardConfig:
     # Also this many *sampled* SFT JDs per such seeker, at ppo.temperature: the distribution PPO's
     # rollouts come from, so the reward model learns to rank the policy's own near misses. 0: greedy only.
     generated_samples: int = 0
+    # The AUC against the oracle on this many *sampled* SFT JDs per val seeker (at ppo.temperature,
+    # for the sft.oracle_eval_seekers seekers of the greedy AUC): the JDs PPO's reward model will
+    # actually score. 0: off. Costly on a CPU: the Zen 3 wrote 256 such JDs in 19 minutes.
+    eval_samples: int = 0
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 

@@ -13,6 +13,7 @@ from girl_lib.config import apply_overrides
 from girl_lib.errors import DataError, GirlError
 from girl_lib.models import cpu_has_native_bf16
 from girl_lib.world import load_jsonl, make_prompt
+from girl_lib.metrics.scores import binary_auc
 from conftest import fp_tol, head_scale
 
 
@@ -150,7 +151,8 @@ def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, 
     from girl_lib.pipeline import run_stage
 
     _fake_sft(smoke_cfg, run_copy)  # so the generated-JD part runs too
-    smoke_cfg = apply_overrides(smoke_cfg, {"reward.generated_samples": 1})  # and one sampled SFT JD a seeker
+    # and one sampled SFT JD a seeker, in the training pairs and in the held-out AUC
+    smoke_cfg = apply_overrides(smoke_cfg, {"reward.generated_samples": 1, "reward.eval_samples": 1})
     manifest = run_stage("reward", smoke_cfg, run_copy, log=lambda *a: None)
     out = run_copy / "reward"
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "manifest.json").is_file()
@@ -165,6 +167,7 @@ def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, 
     assert 0.0 <= m["pairwise_accuracy"] <= 1.0 and m["n_real"] > 0
     n_val = sum(s["split"] == "val" for s in load_jsonl(run_copy / "data" / "seekers.jsonl", "seekers"))
     assert m["n_generated"] == min(reward.n_generated_eval(smoke_cfg), n_val) > 0
+    assert m["n_sampled"] == m["n_generated"] and "auc_sampled" in manifest["result"]
     assert manifest["result"]["pairwise_accuracy"] == m["pairwise_accuracy"]
     # Generated pairs (reward.generated_pairs train seekers' zero-shot and SFT JDs, oracle-labelled)
     # joined the training rows; the blind-spot check scored zero-shot vs SFT JDs on val seekers.
@@ -183,7 +186,9 @@ def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, 
     assert manifest["result"]["blind_spot_zero_shot_rm"] == spot["zero_shot_rm_mean"]
 
     ev = reward.load_eval_scores(run_copy)
-    assert (len(ev["pairs"]), len(ev["real"]), len(ev["generated"])) == (m["n_pairs"], m["n_real"], m["n_generated"])
+    assert (len(ev["pairs"]), len(ev["real"]), len(ev["generated"]), len(ev["sampled"])) \
+        == (m["n_pairs"], m["n_real"], m["n_generated"], m["n_sampled"])
+    assert [r["seeker_id"] for r in ev["sampled"]] == [r["seeker_id"] for r in ev["generated"]]  # same seekers
     acc = sum(p["chosen"] > p["rejected"] for p in ev["pairs"]) / len(ev["pairs"])
     assert acc == pytest.approx(m["pairwise_accuracy"])
     # Reloaded from disk (LoRA + trained score head), the model gives the stage's scores again.
@@ -203,6 +208,67 @@ def test_generated_part_is_skipped_with_a_note_without_sft(smoke_cfg, run_copy, 
     model, tok = base
     m, rows = reward.evaluate_generated(smoke_cfg, run_copy, model, tok, 4)
     assert m["n_generated"] == 0 and m["auc_generated"] is None and "skipped" in m["generated_note"] and rows == []
+    m, rows = reward.evaluate_sampled(smoke_cfg, run_copy, model, tok, 4, samples=2)
+    assert m["n_sampled"] == 0 and m["auc_sampled"] is None and "skipped" in m["sampled_note"] and rows == []
+    m, rows = reward.evaluate_sampled(smoke_cfg, run_copy, model, tok, 4, samples=0)
+    assert m["n_sampled"] == 0 and "off" in m["sampled_note"] and rows == []
+
+
+def _fake_sampler(monkeypatch, answers):
+    """Replace the SFT model's sampling: a prompt's ``c``-th draw in a call is ``answers(prompt, c)``.
+    Returns the list of ``(do_sample, temperature, seed)`` of each call."""
+    from girl_lib.stages.reward import pairs as pairs_mod
+
+    calls = []
+
+    def fake_generate(model_, tok, prompts, gen_cfg, *, do_sample=False, system_prompt=None, seed=None, **kw):
+        calls.append((do_sample, gen_cfg.temperature, seed))
+        counts: dict = {}
+        out = []
+        for p in prompts:
+            counts[p] = counts.get(p, 0) + 1
+            out.append(answers(p, counts[p]))
+        return type("Out", (), {"texts": out})()
+
+    monkeypatch.setattr(pairs_mod, "generate_from_config", fake_generate)
+    return calls
+
+
+def test_sampled_jds_are_scored_and_labelled_per_draw(smoke_cfg, run_copy, base, monkeypatch):
+    """Each val seeker's draws become rows labelled by the oracle's verdict on that very text,
+    drawn at PPO's temperature with a seed of their own (not the training pairs' seed)."""
+    from girl_lib.stages.reward import evaluation
+    from girl_lib.training import split_seekers
+    from girl_lib.world import Oracle
+
+    oracle = Oracle(noise=smoke_cfg.data.recruiter_noise)
+    seekers = split_seekers(run_copy / "data", 3, seed=smoke_cfg.seed)
+    real = reward.accepted_real_jds(run_copy / "data", {s["id"] for s in seekers}, oracle)
+    by_prompt = {make_prompt(s["cv_text"]): s for s in seekers}
+    # draw 1: an accepted real JD of the seeker's (where they have one); draw 2: not a JD at all
+    calls = _fake_sampler(monkeypatch, lambda p, c: (real[by_prompt[p]["id"]] or ["no JD"])[0] if c == 1
+                          else "Sure! Here is a job for you.")
+    monkeypatch.setattr(evaluation, "is_complete", lambda path: True)
+    monkeypatch.setattr(evaluation, "load_sft_model", lambda cfg, run_dir: (None, None))
+    cfg = apply_overrides(smoke_cfg, {"ppo.temperature": 0.9})
+    model, tok = base
+    m, rows = reward.evaluate_sampled(cfg, run_copy, model, tok, 3, samples=2, oracle=oracle)
+    assert calls == [(True, 0.9, cfg.seed + 1)]
+    assert m["n_sampled"] == len(rows) == 2 * len(seekers)
+    assert sorted((r["seeker_id"], r["sample"]) for r in rows) == sorted((s["id"], j) for s in seekers for j in (0, 1))
+    by_id = {s["id"]: s for s in seekers}
+    for r in rows:
+        v = oracle.score(by_id[r["seeker_id"]], r["text"])
+        assert r["oracle_accept"] == (v.parse_ok and v.p_accept > 0.5) and r["parse_ok"] == v.parse_ok
+    n_pos = sum(r["oracle_accept"] for r in rows)
+    assert 0 < n_pos < len(rows) and not any(r["oracle_accept"] for r in rows if r["sample"] == 1)
+    assert m["sampled_positive_rate"] == pytest.approx(n_pos / len(rows))
+    # The scores are the reward model's on (CV, text), as PPO computes them.
+    again = scoring.score(model, tok, [by_id[r["seeker_id"]]["cv_text"] for r in rows], [r["text"] for r in rows],
+                          max_length=cfg.reward.max_length)
+    torch.testing.assert_close(again, torch.tensor([r["score"] for r in rows]), atol=score_tol(model), rtol=0)
+    labels = [int(r["oracle_accept"]) for r in rows]
+    assert m["auc_sampled"] == pytest.approx(binary_auc(labels, [r["score"] for r in rows]))
 
 
 def _corrupt(run_dir, line_no=3, field="chosen"):
@@ -242,9 +308,10 @@ def test_calibration_bins():
     assert bins[0]["score"] == pytest.approx(0.15)
 
 
-def _eval_scores(run_dir, pair_right, real_scores, gen_scores):
+def _eval_scores(run_dir, pair_right, real_scores, gen_scores, sampled_scores=(), sampled_text="jd"):
     """A reward stage's ``eval_scores.json`` by hand: which val pairs it ranks right, and its scores
-    of four seekers' real and generated JDs (labels: the oracle accepts seekers 0 and 1's JDs)."""
+    of four seekers' real, generated and sampled (two a seeker) JDs (labels: the oracle accepts
+    seekers 0 and 1's JDs)."""
     (run_dir / "reward").mkdir(parents=True)
     kinds = ("feedback", "hard_negative")
     pairs = [{"id": f"p{i}", "kind": kinds[i % 2], "chosen": 1.0 if ok else 0.0, "rejected": 0.5}
@@ -252,7 +319,10 @@ def _eval_scores(run_dir, pair_right, real_scores, gen_scores):
     real = [{"seeker_id": f"s{i // 2}", "job_id": f"j{i}", "score": s, "oracle_accept": i // 2 < 2}
             for i, s in enumerate(real_scores)]
     gen = [{"seeker_id": f"s{i}", "score": s, "oracle_accept": i < 2} for i, s in enumerate(gen_scores)]
-    (run_dir / "reward" / "eval_scores.json").write_text(json.dumps({"pairs": pairs, "real": real, "generated": gen}))
+    smp = [{"seeker_id": f"s{i // 2}", "sample": i % 2, "score": s, "oracle_accept": i // 2 < 2,
+            "text": f"{sampled_text} {i}"} for i, s in enumerate(sampled_scores)]
+    (run_dir / "reward" / "eval_scores.json").write_text(
+        json.dumps({"pairs": pairs, "real": real, "generated": gen, "sampled": smp}))
     return run_dir
 
 
@@ -260,9 +330,10 @@ def test_compare_reward_models_is_paired_and_signed(tmp_path):
     # a ranks every pair right and separates accepted from rejected JDs; b gets half the pairs
     # wrong and ranks the JDs backwards.
     n = 40
-    a = _eval_scores(tmp_path / "a", [True] * n, [3, 2.5, 2, 1.5, 1, 0.5, 0, -0.5], [2, 1, 0, -1])
+    a = _eval_scores(tmp_path / "a", [True] * n, [3, 2.5, 2, 1.5, 1, 0.5, 0, -0.5], [2, 1, 0, -1],
+                     [3, 2.5, 2, 1.5, 1, 0.5, 0, -0.5])
     b = _eval_scores(tmp_path / "b", [i % 2 == 0 for i in range(n)], [-0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3],
-                     [-1, 0, 1, 2])
+                     [-1, 0, 1, 2], [-0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3])
     ab = reward.compare_reward_models(a, b)
     assert ab["pairwise_accuracy"]["diff"] == pytest.approx(0.5)
     assert ab["pairwise_accuracy"]["n"] == n and ab["pairwise_accuracy"]["test"] == "mcnemar_exact"
@@ -271,14 +342,22 @@ def test_compare_reward_models_is_paired_and_signed(tmp_path):
     assert ab["pairwise_accuracy_hard_negative"]["diff"] == pytest.approx(1.0)
     assert ab["auc_real"]["diff"] == pytest.approx(1.0) and ab["auc_real"]["n_seekers"] == 4
     assert ab["auc_generated"]["diff"] == pytest.approx(1.0)  # AUC 1 against AUC 0
+    assert ab["auc_sampled"]["diff"] == pytest.approx(1.0) and ab["auc_sampled"]["n_seekers"] == 4
     ba = reward.compare_reward_models(b, a)  # the order of the arguments is the sign
     assert ba["pairwise_accuracy"]["diff"] == pytest.approx(-0.5)
     assert ba["auc_real"]["diff"] == pytest.approx(-1.0)
     same = reward.compare_reward_models(a, a)
     assert same["pairwise_accuracy"]["diff"] == 0 and same["pairwise_accuracy"]["p_value"] == 1.0
+    assert ba["auc_sampled"]["diff"] == pytest.approx(-1.0)
     other = _eval_scores(tmp_path / "c", [True] * (n - 1), [0] * 8, [0] * 4)
     with pytest.raises(GirlError, match="not evaluated on the same examples"):
         reward.compare_reward_models(a, other)
+    # Without sampled JDs on one side there is no sampled comparison; sampled JDs that differ are refused.
+    greedy_only = _eval_scores(tmp_path / "d", [True] * n, [0] * 8, [0] * 4)
+    assert reward.compare_reward_models(a, greedy_only)["auc_sampled"] is None
+    resampled = _eval_scores(tmp_path / "e", [True] * n, [0] * 8, [0] * 4, [0] * 8, sampled_text="another jd")
+    with pytest.raises(GirlError, match="8 of 8 texts differ"):
+        reward.compare_reward_models(a, resampled)
 
 
 def test_precision_follows_the_profile(smoke_cfg, base, smoke_run):
@@ -389,6 +468,30 @@ def test_a_sampled_jd_the_oracle_accepts_beats_the_rejected_greedy_ones(smoke_cf
     # The accepted sample is the chosen side of every other arm's pair, and is no rejected side itself.
     assert sorted(p["rejected_arm"] for p in pairs) == sorted(["zero_shot", "sft", reward.sample_arm(1)])
     assert all(p["chosen"] == good and p["chosen_source"] == "generated" for p in pairs)
+
+
+def test_generated_pairs_judge_each_jd_once(smoke_cfg, smoke_run, monkeypatch):
+    """The oracle reads every generated JD once: the pairs and the summary's counts share its verdicts."""
+    from girl_lib.stages.reward import pairs as pairs_mod
+    from girl_lib.world import Oracle
+
+    class CountingOracle(Oracle):
+        calls = 0
+
+        def score(self, seeker, text):
+            CountingOracle.calls += 1
+            return super().score(seeker, text)
+
+    arms = ("zero_shot", "sft", reward.sample_arm(1))
+    monkeypatch.setattr(pairs_mod, "is_complete", lambda path: True)
+    monkeypatch.setattr(pairs_mod, "generate_arms", lambda cfg, run_dir, seekers, samples=0: {
+        arm: ["Sure! Here is a job."] * len(seekers) for arm in arms})
+    cfg = apply_overrides(smoke_cfg, {"reward.generated_pairs": 5, "reward.generated_samples": 1})
+    pairs, summary = reward.generated_pairs(cfg, smoke_run, CountingOracle(noise=cfg.data.recruiter_noise))
+    n = summary["generated_pairs_seekers"]
+    assert n == 5 and CountingOracle.calls == n * len(arms)
+    assert summary["generated_pairs_accepted_by_arm"] == {arm: 0 for arm in arms}  # no ramble is accepted
+    assert sum(summary["generated_pairs_rejected_by_arm"].values()) == len(pairs) > 0
 
 
 def test_generate_arms_samples_each_seeker_as_ppo_does(smoke_cfg, monkeypatch):

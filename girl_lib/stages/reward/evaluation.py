@@ -14,7 +14,7 @@ from ...scoring import score, score_prompts, scoring_bf16
 from ...textgen import generate_from_config
 from ...training import split_seekers
 from ...world import SYSTEM_PROMPT, Oracle, draw, load_jsonl, make_prompt
-from .pairs import KINDS, fitted_pair_prompt, generate_arms, load_pairs, pairwise_loss
+from .pairs import KINDS, accepted, fitted_pair_prompt, generate_arms, load_pairs, pairwise_loss, sample_jds
 
 MAX_GENERATED_EVAL = 64  # the blind-spot check scores at most this many zero-shot JDs (they ramble: slow on a CPU)
 
@@ -125,6 +125,50 @@ def evaluate_generated(cfg: Profile, run_dir: Path, model, tokenizer, n: int, bf
     return m, rows
 
 
+def evaluate_sampled(cfg: Profile, run_dir: Path, model, tokenizer, n: int, samples: int, bf16: bool = False,
+                     oracle=None) -> tuple[dict, list[dict]]:
+    """The same AUC on ``samples`` JDs per val seeker *sampled* from the SFT model as PPO's
+    rollouts are (:func:`~.pairs.sample_jds`): the distribution PPO's reward comes from.
+
+    Greedy JDs are one point of that distribution; a reward model can rank them and still fail on
+    the samples. Labels are :func:`~.pairs.accepted` (parses and ``p_accept > 0.5``). The draws are
+    seeded (``seed + 1``, apart from the training pairs' draws), so two reward models of one run
+    dir score the same JDs on one machine, which :func:`~.report.compare_reward_models` checks.
+    Off (``n_sampled`` 0, a note) when ``samples`` is 0 or there is no complete SFT stage.
+    """
+    if samples <= 0:
+        return {"n_sampled": 0, "auc_sampled": None, "sampled_note": "off (reward.eval_samples=0)"}, []
+    if not is_complete(Path(run_dir) / "sft"):
+        return {"n_sampled": 0, "auc_sampled": None,
+                "sampled_note": "skipped: no complete SFT stage in this run dir (run 'girl sft' first)"}, []
+    seekers = split_seekers(Path(run_dir) / "data", n, seed=cfg.seed)
+    if not seekers:
+        return {"n_sampled": 0, "auc_sampled": None, "sampled_note": "skipped: no val seekers"}, []
+    t0 = time.time()
+    gen_model, gen_tok = load_sft_model(cfg, run_dir)
+    draws = sample_jds(cfg, gen_model, gen_tok, [make_prompt(x["cv_text"]) for x in seekers], samples, cfg.seed + 1)
+    del gen_model
+    generation_seconds = time.time() - t0
+    oracle = oracle or Oracle()
+    rows = [{"seeker_id": x["id"], "sample": j, "text": texts[i]}
+            for j, texts in enumerate(draws) for i, x in enumerate(seekers)]
+    by_id = {x["id"]: x for x in seekers}
+    s = score(model, tokenizer, [by_id[r["seeker_id"]]["cv_text"] for r in rows], [r["text"] for r in rows],
+              batch_size=cfg.reward.batch_size * 2, max_length=cfg.reward.max_length, bf16=bf16).tolist()
+    for r, si in zip(rows, s):
+        v = oracle.score(by_id[r["seeker_id"]], r["text"])
+        r.update(score=si, p_accept=v.p_accept, parse_ok=v.parse_ok, oracle_accept=accepted(v))
+    label = [int(r["oracle_accept"]) for r in rows]
+    auc = _auc(label, s)
+    m = {"n_sampled": len(rows), "auc_sampled": auc, "sampled_positive_rate": sum(label) / len(label),
+         "sampled_parse_rate": sum(r["parse_ok"] for r in rows) / len(rows),
+         "sampled_seconds": round(generation_seconds, 1),
+         "sampled_note": (f"{samples} SFT JDs sampled at T={cfg.ppo.temperature} for each of {len(seekers)} val "
+                          "seekers, labelled by the oracle" if auc is not None else
+                          "AUC undefined: the oracle put every sampled JD in the same class")}
+    return m, rows
+
+
 def n_generated_eval(cfg: Profile) -> int:
     """How many val seekers get an SFT-generated JD scored: every one the SFT stage already wrote a
     greedy JD for (``sft.oracle_eval_seekers``), so nothing is generated again and only scoring
@@ -134,11 +178,11 @@ def n_generated_eval(cfg: Profile) -> int:
 
 
 def evaluate_held_out(cfg: Profile, run_dir: Path, model, tokenizer) -> tuple[dict, dict]:
-    """Pairwise accuracy on val pairs, AUC against the oracle on real and on SFT-generated JDs,
-    and the blind-spot check (:func:`blind_spot`).
+    """Pairwise accuracy on val pairs, AUC against the oracle on real and on SFT-generated JDs
+    (greedy; and sampled with ``reward.eval_samples``), and the blind-spot check (:func:`blind_spot`).
 
     All through :func:`girl_lib.scoring.score`, the exact function PPO calls. Returns the
-    metrics and the per-example rows behind them (``pairs``, ``real``, ``generated``).
+    metrics and the per-example rows behind them (``pairs``, ``real``, ``generated``, ``sampled``).
     """
     r, data_dir = cfg.reward, Path(run_dir) / "data"
     bs, bf16 = r.batch_size * 2, scoring_bf16(cfg)
@@ -147,9 +191,11 @@ def evaluate_held_out(cfg: Profile, run_dir: Path, model, tokenizer) -> tuple[di
     pair_m, pair_rows = evaluate_pairs(model, tokenizer, val_pairs, bs, r.max_length, bf16)
     real_m, real_rows = evaluate_real(model, tokenizer, data_dir, r.max_eval_pairs, bs, r.max_length, bf16, oracle)
     gen_m, gen_rows = evaluate_generated(cfg, run_dir, model, tokenizer, n_generated_eval(cfg), bf16, oracle)
+    smp_m, smp_rows = evaluate_sampled(cfg, run_dir, model, tokenizer, n_generated_eval(cfg), r.eval_samples,
+                                       bf16, oracle)
     spot = blind_spot(cfg, run_dir, model, tokenizer, bf16, oracle)
-    return {**pair_m, **real_m, **gen_m, "blind_spot": spot}, {"pairs": pair_rows, "real": real_rows,
-                                                                "generated": gen_rows}
+    return ({**pair_m, **real_m, **gen_m, **smp_m, "blind_spot": spot},
+            {"pairs": pair_rows, "real": real_rows, "generated": gen_rows, "sampled": smp_rows})
 
 
 # --------------------------------------------------------------------------------------------

@@ -114,14 +114,24 @@ def generate_arms(cfg: Profile, run_dir: Path, seekers: list[dict], samples: int
     with model.disable_adapter():
         out["zero_shot"] = generate_from_config(model, tok, prompts, cfg.generation, system_prompt=SYSTEM_PROMPT).texts
     out["sft"] = generate_from_config(model, tok, prompts, cfg.generation, system_prompt=SYSTEM_PROMPT).texts
-    if samples > 0:
-        rollout = replace(cfg.generation, temperature=cfg.ppo.temperature)
-        texts = generate_from_config(model, tok, [p for p in prompts for _ in range(samples)], rollout,
-                                     do_sample=True, system_prompt=SYSTEM_PROMPT, seed=cfg.seed).texts
-        for j in range(samples):  # seeker i's samples sit at i*samples .. i*samples + samples - 1
-            out[sample_arm(j + 1)] = texts[j::samples]
+    for j, texts in enumerate(sample_jds(cfg, model, tok, prompts, samples, seed=cfg.seed)):
+        out[sample_arm(j + 1)] = texts
     del model
     return out
+
+
+def sample_jds(cfg: Profile, model, tokenizer, prompts: list[str], samples: int, seed: int) -> list[list[str]]:
+    """``samples`` JDs per prompt drawn as PPO's rollouts are: plain temperature sampling at
+    ``ppo.temperature``, all in one seeded, batched call (each prompt repeated ``samples`` times).
+
+    Returns one list per draw: ``out[j][i]`` is prompt ``i``'s ``j``-th JD. ``[]`` when ``samples`` is 0.
+    """
+    if samples <= 0:
+        return []
+    rollout = replace(cfg.generation, temperature=cfg.ppo.temperature)
+    texts = generate_from_config(model, tokenizer, [p for p in prompts for _ in range(samples)], rollout,
+                                 do_sample=True, system_prompt=SYSTEM_PROMPT, seed=seed).texts
+    return [texts[j::samples] for j in range(samples)]  # prompt i's draws sit at i*samples .. +samples-1
 
 
 def accepted_real_jds(data_dir: Path, seeker_ids: set[str], oracle) -> dict[str, list[str]]:
@@ -140,8 +150,14 @@ def accepted(verdict) -> bool:
     return verdict.parse_ok and verdict.p_accept > 0.5
 
 
+def judge_arms(seekers: list[dict], texts_by_arm: dict[str, list[str]], oracle) -> dict[str, list]:
+    """The oracle's verdict on every generated JD, ``{arm: [verdict per seeker]}``: computed once,
+    read by :func:`label_generated` and by the stage's summary."""
+    return {arm: [oracle.score(s, t) for s, t in zip(seekers, texts)] for arm, texts in texts_by_arm.items()}
+
+
 def label_generated(seekers: list[dict], texts_by_arm: dict[str, list[str]], real: dict[str, list[str]],
-                    oracle, seed: int = 0) -> list[dict]:
+                    oracle, seed: int = 0, verdicts: dict[str, list] | None = None) -> list[dict]:
     """Pairs ``kind="generated"``, labelled by the oracle: an accepted JD beats a generated one
     that is unparseable or rejected.
 
@@ -149,14 +165,15 @@ def label_generated(seekers: list[dict], texts_by_arm: dict[str, list[str]], rea
     ``p_accept > 0.5``) is a rejected side; its chosen side is the seeker's accepted generated
     JD when one arm wrote one (same distribution, the subtlest lesson: the first accepted arm in
     ``texts_by_arm``'s order), else one of their accepted real JDs (a seeded choice). Seekers with
-    no accepted JD at all give no pair.
+    no accepted JD at all give no pair. ``verdicts`` (from :func:`judge_arms`) saves judging again.
     """
+    verdicts = verdicts if verdicts is not None else judge_arms(seekers, texts_by_arm, oracle)
     rng = random.Random(f"reward/generated/{seed}")
     pairs = []
     for i, s in enumerate(seekers):
-        verdicts = {arm: oracle.score(s, texts[i]) for arm, texts in texts_by_arm.items()}
-        good = [texts_by_arm[a][i] for a, v in verdicts.items() if accepted(v)]
-        for arm, v in verdicts.items():
+        mine = {arm: verdicts[arm][i] for arm in texts_by_arm}
+        good = [texts_by_arm[a][i] for a, v in mine.items() if accepted(v)]
+        for arm, v in mine.items():
             if accepted(v):
                 continue
             chosen, source = (good[0], "generated") if good else (
@@ -184,9 +201,10 @@ def generated_pairs(cfg: Profile, run_dir: Path, oracle) -> tuple[list[dict], di
     data_dir = Path(run_dir) / "data"
     seekers = split_seekers(data_dir, n, split="train", seed=cfg.seed)
     texts = generate_arms(cfg, run_dir, seekers, samples=k)
+    verdicts = judge_arms(seekers, texts, oracle)
     pairs = label_generated(seekers, texts, accepted_real_jds(data_dir, {s["id"] for s in seekers}, oracle),
-                            oracle, cfg.seed)
-    n_accepted = {a: sum(accepted(oracle.score(s, t)) for s, t in zip(seekers, xs)) for a, xs in texts.items()}
+                            oracle, cfg.seed, verdicts)
+    n_accepted = {a: sum(map(accepted, vs)) for a, vs in verdicts.items()}
     summary = {"generated_pairs_seekers": len(seekers),
                "generated_pairs_rejected_by_arm": {a: sum(p["rejected_arm"] == a for p in pairs) for a in texts},
                "generated_pairs_accepted_by_arm": n_accepted,

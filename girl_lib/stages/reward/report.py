@@ -15,7 +15,7 @@ from .pairs import KINDS
 
 
 def load_eval_scores(run_dir: Path) -> dict:
-    """The per-example scores behind ``metrics.json`` (``pairs``, ``real``, ``generated``)."""
+    """The per-example scores behind ``metrics.json`` (``pairs``, ``real``, ``generated``, ``sampled``)."""
     path = Path(run_dir) / "reward" / "eval_scores.json"
     if not path.is_file():
         raise GirlError(f"no {path}; run 'girl reward' first")
@@ -57,11 +57,13 @@ def compare_reward_models(run_a: Path, run_b: Path, seed: int = 0) -> dict:
     paired difference ``a - b`` on the same examples, so the two models' shared luck cancels:
 
     * ``pairwise_accuracy``: the held-out pairs each model ranks right, exact McNemar test;
-    * ``auc_real`` / ``auc_generated``: the AUC against the oracle on real val JDs and on the
-      SFT model's greedy JDs, a bootstrap over seekers (both models' scores resampled together),
-      with a two-sided bootstrap p-value.
+    * ``auc_real`` / ``auc_generated`` / ``auc_sampled``: the AUC against the oracle on real val
+      JDs, on the SFT model's greedy JDs and on its sampled JDs (``reward.eval_samples``; ``None``
+      when either model has none), a bootstrap over seekers (both models' scores resampled
+      together, a seeker's samples as one cluster), with a two-sided bootstrap p-value.
 
-    A pair of evaluations on different examples (another data stage, other sizes) is refused.
+    A pair of evaluations on different examples (another data stage, other sizes, sampled JDs
+    that differ) is refused.
     """
     names = (str(run_a), str(run_b))
     ev_a, ev_b = load_eval_scores(run_a), load_eval_scores(run_b)
@@ -75,8 +77,17 @@ def compare_reward_models(run_a: Path, run_b: Path, seed: int = 0) -> dict:
         out[f"pairwise_accuracy_{kind}"] = paired_difference(
             [float(ra["chosen"] > ra["rejected"]) for ra, _ in sel],
             [float(rb["chosen"] > rb["rejected"]) for _, rb in sel], seed=seed)
-    for part, key in (("real", lambda r: (r["seeker_id"], r["job_id"])), ("generated", lambda r: r["seeker_id"])):
-        rows = _aligned(ev_a.get(part, []), ev_b.get(part, []), key, f"{part} JDs", names)
+    for part, key in (("real", lambda r: (r["seeker_id"], r["job_id"])), ("generated", lambda r: r["seeker_id"]),
+                      ("sampled", lambda r: (r["seeker_id"], r["sample"]))):
+        a_rows, b_rows = ev_a.get(part, []), ev_b.get(part, [])
+        if part == "sampled" and not (a_rows and b_rows):
+            out["auc_sampled"] = None  # reward.eval_samples was 0 for one of them
+            continue
+        rows = _aligned(a_rows, b_rows, key, f"{part} JDs", names)
+        differ = sum(ra.get("text") != rb.get("text") for ra, rb in rows)
+        if differ:
+            raise GirlError(f"{part} JDs: {differ} of {len(rows)} texts differ between {names[0]} and {names[1]} "
+                            "(sampled on another machine or thread count?): the AUCs are not on the same JDs")
         out[f"auc_{part}"] = _auc_difference(rows, seed) if rows else None
     return out
 

@@ -119,7 +119,8 @@ def train(cfg: Profile, run_dir: Path) -> dict:
 
 
 HEADLINE = ("train_pairs", "global_steps", "train_seconds", "final_train_loss", "pairwise_accuracy",
-            "pairwise_accuracy_feedback", "pairwise_accuracy_hard_negative", "auc_real", "auc_generated")
+            "pairwise_accuracy_feedback", "pairwise_accuracy_hard_negative", "auc_real", "auc_generated",
+            "auc_sampled")
 
 
 def run_stage(cfg: Profile, run_dir: Path) -> dict:
