@@ -360,6 +360,25 @@ def test_compare_reward_models_is_paired_and_signed(tmp_path):
         reward.compare_reward_models(a, resampled)
 
 
+def test_best_of_n_picks_by_score_and_is_signed():
+    """Three seekers, three draws each; only the oracle knows which are accepted."""
+    acc = [[1, 0, 0], [0, 0, 1], [0, 0, 0]]
+    rows = lambda scores: [{"seeker_id": f"s{i}", "score": scores[i][j], "oracle_accept": bool(acc[i][j])}
+                           for i in range(3) for j in range(3)]
+    right = reward.best_of_n(rows([[3, 1, 0], [0, 1, 2], [1, 2, 3]]))  # ranks each seeker's accepted JD first
+    wrong = reward.best_of_n(rows([[0, 1, 3], [2, 1, 0], [1, 2, 3]]))  # ranks it last
+    assert right["n"] == 3 and right["n_seekers"] == 3
+    assert right["kl_bound"] == pytest.approx(math.log(3) - 2 / 3)
+    assert right["random_draw"] == pytest.approx(2 / 9) and right["oracle_pick"] == pytest.approx(2 / 3)
+    assert right["best_of_n"] == pytest.approx(2 / 3) and wrong["best_of_n"] == 0
+    assert right["gain"]["diff"] == pytest.approx(2 / 3 - 2 / 9)
+    assert wrong["gain"]["diff"] == pytest.approx(0 - 2 / 9)  # a model that ranks backwards loses to chance
+    with pytest.raises(GirlError, match="different numbers"):
+        reward.best_of_n(rows([[3, 1, 0], [0, 1, 2], [1, 2, 3]])[:-1])
+    with pytest.raises(GirlError, match="eval_samples"):
+        reward.best_of_n([])
+
+
 def test_precision_follows_the_profile(smoke_cfg, base, smoke_run):
     # smoke pins float32: exact scores in the tests; dtype=auto on a bf16-capable CPU autocasts.
     assert training.precision_flags(smoke_cfg)["bf16"] is False

@@ -88,7 +88,7 @@ from .evaluation import (MAX_GENERATED_EVAL, blind_spot, evaluate_generated, eva
 from .pairs import (GENERATED, KINDS, accepted_real_jds, fitted_pair_prompt, generate_arms, generated_pairs,
                     judge_arms, label_generated, load_pairs, pairwise_loss, reward_datasets, sample_arm,
                     sample_jds, to_preference)
-from .report import calibration_bins, compare_reward_models, load_eval_scores, plot_report, token_report
+from .report import best_of_n, calibration_bins, compare_reward_models, load_eval_scores, plot_report, token_report
 from .trainer import HEADLINE, count_too_long, make_trainer, peft_reward_config, run_stage, train
 
 __all__ = [
@@ -99,5 +99,5 @@ __all__ = [
     "MAX_GENERATED_EVAL", "evaluate_pairs", "evaluate_real", "evaluate_generated", "evaluate_sampled",
     "n_generated_eval",
     "evaluate_held_out", "val_jds_of_both_arms", "blind_spot",
-    "load_eval_scores", "compare_reward_models", "calibration_bins", "plot_report", "token_report",
+    "load_eval_scores", "compare_reward_models", "best_of_n", "calibration_bins", "plot_report", "token_report",
 ]
