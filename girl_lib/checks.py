@@ -91,6 +91,7 @@ _BY_KEY: dict[str, tuple[Any, str]] = {
     "ppo.score_norm_batches": POSITIVE,
     "ppo.vf_coef": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "ppo.missing_eos_penalty": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "ppo.format_penalty": (lambda v: _number(v) and v >= 0, "a number >= 0 (0: off)"),
     "ppo.reward_source": (lambda v: v in ("rm", "oracle"), "rm or oracle"),
     "ppo.value_head_init": (lambda v: v in ("zero", "mean_return"), "zero or mean_return (reward was removed: the "
                             "reward model's score head reads its own 12-layer features, not the policy's)"),

@@ -185,6 +185,10 @@ class PPOConfig:
     # baseline), so the reward says which JD suits that seeker better, not which seeker is easy.
     samples_per_prompt: int = 1
     missing_eos_penalty: float = 1.0  # subtracted from the score of a response that never stopped
+    # Subtracted from the score of a JD the world's parser cannot read (a title that maps to no
+    # occupation, or a required field missing): a job board's format check, never the oracle's verdict.
+    # 0: off. The reward models score such JDs like parsed rejected ones (docs/results.md).
+    format_penalty: float = 0.0
     reward_source: str = "rm"  # rm (GIRL: the stage-2 reward model) | oracle (ablation: the world's ground truth)
     # score -> (score - mean) / std, statistics of the starting (SFT) policy's own sampled JDs
     normalize_scores: bool = True

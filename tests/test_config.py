@@ -83,6 +83,7 @@ def test_every_named_profile_passes_its_own_range_checks():
     ("reward.lora.dropout", 1, "setting 'reward.lora.dropout' is 1.0; it must be a probability in [0, 1)"),
     ("ppo.gamma", 1.5, "setting 'ppo.gamma' is 1.5; it must be a discount in [0, 1]"),
     ("ppo.rollout_batch_size", 0, "setting 'ppo.rollout_batch_size' is 0; it must be an integer >= 1"),
+    ("ppo.format_penalty", -1, "setting 'ppo.format_penalty' is -1.0; it must be a number >= 0 (0: off)"),
     ("generation.temperature", 0, "setting 'generation.temperature' is 0.0; it must be a number > 0"),
     ("eval.top_k", -3, "setting 'eval.top_k' is -3; it must be an integer >= 1"),
     ("model.dtype", "float8", "setting 'model.dtype' is float8; it must be one of auto, float32, bfloat16, float16"),

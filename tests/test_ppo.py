@@ -133,6 +133,52 @@ def test_build_batch_left_pads_queries_right_pads_and_cuts_responses():
     assert penalised.tolist() == [1.0, 0.5]
 
 
+def test_format_penalty_hits_exactly_the_jds_the_oracle_cannot_parse(smoke_cfg, smoke_run):
+    """ppo.format_penalty: a JD with an invented title (the sampled JDs' commonest failure) or no
+    JD at all loses the penalty, a readable one keeps its score; the missing-EOS penalty adds up
+    on top; 0 leaves every score as the reward model gave it."""
+    from girl_lib.textgen import GenerationOutput
+    from girl_lib.world import Oracle, load_jsonl
+
+    data = smoke_run / "data"
+    seekers = load_jsonl(data / "seekers.jsonl", "seekers")[:3]
+    job = next(j for j in load_jsonl(data / "jobs.jsonl", "jobs") if j["title"] in j["jd_text"])
+    invented = job["jd_text"].replace(job["title"], "Galactic Wizard")
+    texts = [job["jd_text"], invented, "not a job description"]
+    ro = ppo_loop.Rollout(seekers, GenerationOutput(texts=texts), {"finished": torch.tensor([True, True, False])},
+                          entropy=torch.zeros(3, 1))
+    scorer = lambda s, t: (torch.zeros(len(t)), torch.full((len(t),), 0.5))  # the RM likes all three equally
+    oracle = Oracle(noise=smoke_cfg.data.recruiter_noise)
+    cfg = apply_overrides(smoke_cfg, {"ppo.format_penalty": 2.0, "ppo.missing_eos_penalty": 1.0,
+                                      "ppo.samples_per_prompt": 1})
+    sc = ppo_loop.score_rollout(ro, scorer, oracle, cfg.ppo)
+    assert [oracle.score(x, t).parse_ok for x, t in zip(seekers, texts)] == [True, False, False]
+    assert sc.scores.tolist() == [0.5, -1.5, -2.5] and torch.equal(sc.rewards, sc.scores)
+    assert sc.oracle["parse_rate"] == pytest.approx(1 / 3)
+    off = ppo_loop.score_rollout(ro, scorer, oracle, apply_overrides(cfg, {"ppo.format_penalty": 0}).ppo)
+    assert off.scores.tolist() == [0.5, 0.5, -0.5]
+
+
+def test_grpo_and_rloo_rewards_carry_the_same_penalties(smoke_cfg, smoke_run):
+    """TRL's reward function (--algo grpo|rloo) subtracts the missing-EOS and format penalties as
+    PPO's loop does (here on the oracle's p_accept, unnormalised, so every number is known)."""
+    from girl_lib.stages.ppo.grpo_rloo import make_reward_fn
+    from girl_lib.world import Oracle, load_jsonl
+
+    data = smoke_run / "data"
+    seeker = load_jsonl(data / "seekers.jsonl", "seekers")[0]
+    job = next(j for j in load_jsonl(data / "jobs.jsonl", "jobs") if j["title"] in j["jd_text"])
+    texts = [job["jd_text"], job["jd_text"].replace(job["title"], "Galactic Wizard"), job["jd_text"]]
+    oracle = Oracle(noise=smoke_cfg.data.recruiter_noise)
+    cfg = apply_overrides(smoke_cfg, {"ppo.reward_source": "oracle", "ppo.normalize_scores": False,
+                                      "ppo.format_penalty": 2.0, "ppo.missing_eos_penalty": 1.0})
+    eos = 7
+    fn = make_reward_fn(cfg, None, None, eos, {seeker["id"]: seeker}, oracle)
+    rewards = fn(["p"] * 3, texts, [[3, eos], [3, eos], [3, 4]], [seeker["id"]] * 3)
+    p = [torch.tensor(oracle.score(seeker, t).p_accept).item() for t in texts]  # as float32, like the scorer
+    assert rewards == pytest.approx([p[0], p[1] - 2.0, p[2] - 1.0], abs=1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # The loss: masking and micro-batching
 # --------------------------------------------------------------------------------------------

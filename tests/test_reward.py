@@ -152,7 +152,7 @@ def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, 
 
     _fake_sft(smoke_cfg, run_copy)  # so the generated-JD part runs too
     # and one sampled SFT JD a seeker, in the training pairs and in the held-out AUC
-    smoke_cfg = apply_overrides(smoke_cfg, {"reward.generated_samples": 1, "reward.eval_samples": 1})
+    smoke_cfg = apply_overrides(smoke_cfg, {"reward.generated_samples": 1, "reward.eval_samples": 2})
     manifest = run_stage("reward", smoke_cfg, run_copy, log=lambda *a: None)
     out = run_copy / "reward"
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "manifest.json").is_file()
@@ -167,7 +167,10 @@ def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, 
     assert 0.0 <= m["pairwise_accuracy"] <= 1.0 and m["n_real"] > 0
     n_val = sum(s["split"] == "val" for s in load_jsonl(run_copy / "data" / "seekers.jsonl", "seekers"))
     assert m["n_generated"] == min(reward.n_generated_eval(smoke_cfg), n_val) > 0
-    assert m["n_sampled"] == m["n_generated"] and "auc_sampled" in manifest["result"]
+    assert m["n_sampled"] == 2 * m["n_generated"] and "auc_sampled" in manifest["result"]
+    # best of each seeker's 2 sampled JDs, from the rows eval_scores.json keeps
+    assert m["best_of_n"] == reward.best_of_n(reward.load_eval_scores(run_copy)["sampled"], seed=smoke_cfg.seed)
+    assert m["best_of_n"]["n"] == 2 and m["best_of_n"]["n_seekers"] == m["n_generated"]
     assert manifest["result"]["pairwise_accuracy"] == m["pairwise_accuracy"]
     # Generated pairs (reward.generated_pairs train seekers' zero-shot and SFT JDs, oracle-labelled)
     # joined the training rows; the blind-spot check scored zero-shot vs SFT JDs on val seekers.
@@ -188,7 +191,7 @@ def test_reward_stage_writes_metrics_and_reloads_to_identical_scores(smoke_cfg, 
     ev = reward.load_eval_scores(run_copy)
     assert (len(ev["pairs"]), len(ev["real"]), len(ev["generated"]), len(ev["sampled"])) \
         == (m["n_pairs"], m["n_real"], m["n_generated"], m["n_sampled"])
-    assert [r["seeker_id"] for r in ev["sampled"]] == [r["seeker_id"] for r in ev["generated"]]  # same seekers
+    assert [r["seeker_id"] for r in ev["sampled"]] == [r["seeker_id"] for r in ev["generated"]] * 2  # same seekers
     acc = sum(p["chosen"] > p["rejected"] for p in ev["pairs"]) / len(ev["pairs"])
     assert acc == pytest.approx(m["pairwise_accuracy"])
     # Reloaded from disk (LoRA + trained score head), the model gives the stage's scores again.

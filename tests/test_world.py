@@ -273,6 +273,27 @@ def test_oracle_on_unparseable_text_is_not_a_match(tax):
     assert 0.0 <= sc.p_accept <= 1.0 and 0.0 <= sc.seeker_interest <= 1.0
 
 
+@pytest.mark.parametrize("noise", [0.0, 0.05, 0.2, 0.49])
+def test_a_jd_missing_any_required_field_is_never_accepted(tax, noise):
+    """Every field the parser misses costs its recruiter check the factor UNKNOWN (0.45), so a JD
+    that does not parse stays below p_accept 0.5 at any recruiter noise: "accepted" (parses and
+    p_accept > 0.5) and "p_accept > 0.5" label every JD alike."""
+    from girl_lib.world.parse import REQUIRED_FIELDS, ParsedJD
+
+    oracle = Oracle(tax, noise=noise)
+    seeker, job = _pair(tax)
+    full = ParsedJD.from_job(job)
+    assert full.ok and oracle.score_parsed(seeker, full).p_accept > 0.5
+    blank = {"title": {"title": None, "occupation_id": None}, "occupation": {"occupation_id": None},
+             "level": {"level": None}, "must_have": {"must_have": []},
+             "location": {"location": None, "remote": False}, "salary": {"salary_min": None, "salary_max": None}}
+    assert set(blank) == set(REQUIRED_FIELDS)
+    for name, fields in blank.items():
+        jd = replace(full, **fields).finish()
+        sc = oracle.score_parsed(seeker, jd)
+        assert not sc.parse_ok and name in jd.missing and sc.p_accept < 0.5, name
+
+
 # ---------------------------------------------------------------------------------------------
 # Two-sided behaviour
 # ---------------------------------------------------------------------------------------------

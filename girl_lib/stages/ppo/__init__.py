@@ -44,6 +44,10 @@ value loss (:func:`value_loss`) update the policy and a value head for a few epo
   With ``ppo.samples_per_prompt = k > 1`` each seeker gets k JDs and each JD's score loses the
   mean of the other k − 1 (:func:`leave_one_out_baseline`, RLOO's baseline inside PPO): with a
   critic that learns slowly, the reward then compares JDs for one seeker instead of seekers.
+  Two rule-based terms are subtracted after standardising: ``ppo.missing_eos_penalty`` for a
+  response that never stopped, and ``ppo.format_penalty`` (off by default) for a JD the world's
+  parser cannot read (:func:`~girl_lib.stages.ppo.rollout.apply_format_penalty`): the reward
+  models score those like parsed, rejected JDs, so without it an invented job title costs nothing.
 
 **Precision.** Every PPO forward pass, log-prob and KL is float32 (a policy loaded in bf16 is
 upcast: :class:`PolicyWithValueHead`); bf16 appears only on the fast rollout path, whose
@@ -90,7 +94,7 @@ from .evaluate import evaluate, exact_kl_along
 from .loop import LOG_KEYS, train
 from .normalize import score_norm, starting_policy_stats
 from .policy import PolicyWithValueHead
-from .rollout import (apply_missing_eos_penalty, build_batch, compute_advantages, mean_return,
+from .rollout import (apply_format_penalty, apply_missing_eos_penalty, build_batch, compute_advantages, mean_return,
                       rollout_forward, sample_responses, select_rows)
 from .stage import run_stage
 from .update import accumulate_minibatch, ppo_loss, ppo_update
@@ -103,7 +107,7 @@ __all__ = [
     "AdaptiveKLController", "FixedKLController",
     # the loop, in the order it runs
     "PolicyWithValueHead", "score_norm", "starting_policy_stats", "sample_responses", "build_batch",
-    "rollout_forward", "apply_missing_eos_penalty", "mean_return", "compute_advantages",
+    "rollout_forward", "apply_missing_eos_penalty", "apply_format_penalty", "mean_return", "compute_advantages",
     "select_rows", "ppo_loss", "accumulate_minibatch", "ppo_update", "train", "evaluate", "exact_kl_along",
     "run_stage", "read_log", "LOG", "LOG_KEYS",
 ]

@@ -49,6 +49,7 @@ from ...world import Oracle, load_split, make_prompt
 from .evaluate import evaluate, versus_sft
 from .normalize import score_norm
 from .policy import PolicyWithValueHead
+from .rollout import apply_format_penalty
 
 ALGOS = ("grpo", "rloo")
 
@@ -71,8 +72,9 @@ def make_reward_fn(cfg: Profile, rm, rm_tok, eos_id: int, seekers_by_id: dict, o
 
     :func:`girl_lib.scoring.make_scorer`'s standardised score (as in PPO, with ``norm`` from
     :func:`girl_lib.stages.ppo.normalize.score_norm`), minus ``ppo.missing_eos_penalty``
-    for a completion that never produced EOS. As a side effect it logs the oracle's verdict on
-    the rollouts (``oracle/accept_rate`` ...) through TRL's ``log_metric``.
+    for a completion that never produced EOS and ``ppo.format_penalty`` for one the parser cannot
+    read (:func:`~girl_lib.stages.ppo.rollout.apply_format_penalty`). As a side effect it logs
+    the oracle's verdict on the rollouts (``oracle/accept_rate`` ...) through TRL's ``log_metric``.
     """
     p = cfg.ppo
     scorer = make_scorer(cfg, rm, rm_tok, oracle, norm)  # ppo.reward_source: the reward model or the oracle
@@ -82,7 +84,8 @@ def make_reward_fn(cfg: Profile, rm, rm_tok, eos_id: int, seekers_by_id: dict, o
         seekers = [seekers_by_id[i] for i in seeker_id]
         raw, standardised = scorer(seekers, texts)
         finished = [eos_id in list(ids) for ids in completion_ids]
-        rewards = [float(r) - (0.0 if f else p.missing_eos_penalty) for r, f in zip(standardised, finished)]
+        rewards = [float(r) - (0.0 if f else p.missing_eos_penalty)
+                   for r, f in zip(apply_format_penalty(standardised, texts, p.format_penalty), finished)]
         if log_metric is not None:
             rep = oracle_report(seekers, texts, oracle)
             for k in ("p_accept", "accept_rate", "seeker_interest", "two_sided_rate", "parse_rate"):

@@ -31,7 +31,7 @@ from .core import (K3_IN_REWARD, AdaptiveKLController, FixedKLController, explai
                    leave_one_out_baseline, masked_mean, sequence_lengths)
 from .normalize import score_norm
 from .policy import PolicyWithValueHead
-from .rollout import (apply_missing_eos_penalty, build_batch, compute_advantages, mean_return,
+from .rollout import (apply_format_penalty, apply_missing_eos_penalty, build_batch, compute_advantages, mean_return,
                       rollout_forward, sample_responses)
 from .update import ppo_update
 
@@ -229,7 +229,8 @@ def rollout(model: PolicyWithValueHead, tok, pool: list[dict], cfg: Profile, see
 
 
 def score_rollout(ro: Rollout, scorer, oracle: Oracle, p) -> Scored:
-    """Step (5): the reward model's score of each decoded JD, minus the missing-EOS penalty.
+    """Step (5): the reward model's score of each decoded JD, minus the missing-EOS penalty and
+    (``ppo.format_penalty``) the penalty for a JD the parser cannot read.
 
     The oracle's report (the ground truth) is computed for monitoring only: PPO never sees it.
     """
@@ -237,6 +238,7 @@ def score_rollout(ro: Rollout, scorer, oracle: Oracle, p) -> Scored:
     t0 = time.time()
     raw_scores, std_scores = scorer(ro.seekers, ro.gen.texts)
     scores = apply_missing_eos_penalty(std_scores, ro.batch["finished"], p.missing_eos_penalty)
+    scores = apply_format_penalty(scores, ro.gen.texts, p.format_penalty)
     # [detail] with k JDs per seeker, each is rewarded against the seeker's other k - 1 (penalty included)
     rewards = leave_one_out_baseline(scores, p.samples_per_prompt)
     times["scoring_s"] = time.time() - t0

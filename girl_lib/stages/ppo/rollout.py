@@ -9,7 +9,7 @@ import torch
 
 from ...errors import GirlError
 from ...textgen import GenerationOutput, generate, left_pad
-from ...world import SYSTEM_PROMPT, make_prompt
+from ...world import SYSTEM_PROMPT, make_prompt, parse_jd
 from .core import (compute_gae, compute_rewards, entropy_from_logits, first_true_indices,
                    logprobs_from_logits, masked_mean, masked_whiten, sequence_lengths, truncate_after_eos)
 from .policy import PolicyWithValueHead
@@ -140,6 +140,22 @@ def apply_missing_eos_penalty(scores: torch.Tensor, finished: torch.Tensor, pena
     ``max_new_tokens`` whenever the reward model happens to like longer text.
     """
     return scores - penalty * (~finished).to(scores.dtype)
+
+
+def apply_format_penalty(scores: torch.Tensor, texts: Sequence[str], penalty: float) -> torch.Tensor:
+    """[detail] A JD the world's parser cannot read gets ``score - penalty`` (``ppo.format_penalty``).
+
+    "Cannot read": :func:`girl_lib.world.parse_jd` finds no title that maps to an occupation, or
+    misses a level, a must-have list, a location or a salary. That is the check a job board runs on
+    a posting before a recruiter sees it; it reads neither the seeker nor the oracle's verdict. The
+    reward model scores such JDs like parsed, rejected ones, so without this term an invented
+    job title costs PPO nothing. Subtracted like the missing-EOS penalty, so the reward model's
+    ranking among unreadable JDs is kept. ``penalty`` 0: the scores, untouched (nothing is parsed).
+    """
+    if penalty == 0:
+        return scores
+    readable = torch.tensor([parse_jd(t).ok for t in texts], dtype=torch.bool)
+    return scores - penalty * (~readable).to(scores.dtype)
 
 
 def mean_return(batch: dict, scores: torch.Tensor, kl_coef: float, p) -> float:

@@ -5,12 +5,15 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Sequence
 
 from ...config import Profile
+from ...errors import GirlError
 from ...generators import load_sft_model, reusable_val_generations
 from ...metrics.scores import binary_auc
 from ...rundir import is_complete
 from ...scoring import score, score_prompts, scoring_bf16
+from ...stats import paired_difference
 from ...textgen import generate_from_config
 from ...training import split_seekers
 from ...world import SYSTEM_PROMPT, Oracle, draw, load_jsonl, make_prompt
@@ -84,18 +87,27 @@ def evaluate_real(model, tokenizer, data_dir: Path, limit: int, batch_size: int 
     return m, rows
 
 
+def _val_seekers_of_sft(cfg: Profile, run_dir: Path, n: int, part: str) -> tuple[list[dict], dict | None]:
+    """The first ``n`` val seekers (seeded) whose SFT JDs the ``part`` AUC reads; or, when there is
+    no complete SFT stage or no val seeker, no seekers and the metrics that say it was skipped."""
+    why = None
+    if not is_complete(Path(run_dir) / "sft"):
+        why = "skipped: no complete SFT stage in this run dir (run 'girl sft' first)"
+    seekers = [] if why else split_seekers(Path(run_dir) / "data", n, seed=cfg.seed)
+    if not why and not seekers:
+        why = "skipped: no val seekers"
+    return seekers, ({f"n_{part}": 0, f"auc_{part}": None, f"{part}_note": why} if why else None)
+
+
 def evaluate_generated(cfg: Profile, run_dir: Path, model, tokenizer, n: int, bf16: bool = False,
                        oracle=None) -> tuple[dict, list[dict]]:
     """The same AUC on JDs the SFT model writes (greedy) for val seekers — where PPO will look.
 
-    Skipped, with a note, when ``<run-dir>/sft`` is not complete.
+    Labels are :func:`~.pairs.accepted` (parses and ``p_accept > 0.5``), as for sampled JDs. Skipped, with a note, when ``<run-dir>/sft`` is not complete.
     """
-    if not is_complete(Path(run_dir) / "sft"):
-        return {"n_generated": 0, "auc_generated": None,
-                "generated_note": "skipped: no complete SFT stage in this run dir (run 'girl sft' first)"}, []
-    seekers = split_seekers(Path(run_dir) / "data", n, seed=cfg.seed)
-    if not seekers:
-        return {"n_generated": 0, "auc_generated": None, "generated_note": "skipped: no val seekers"}, []
+    seekers, skipped = _val_seekers_of_sft(cfg, run_dir, n, "generated")
+    if skipped:
+        return skipped, []
     # The SFT stage already wrote greedy JDs for the first val seekers: reuse them when they match.
     reused = reusable_val_generations(cfg, run_dir, [x["id"] for x in seekers])
     t0 = time.time()
@@ -112,7 +124,7 @@ def evaluate_generated(cfg: Profile, run_dir: Path, model, tokenizer, n: int, bf
     s = score(model, tokenizer, [x["cv_text"] for x in seekers], texts, batch_size=cfg.reward.batch_size * 2,
               max_length=cfg.reward.max_length, bf16=bf16).tolist()
     sc = [oracle.score(x, t) for x, t in zip(seekers, texts)]
-    label = [int(o.p_accept > 0.5) for o in sc]
+    label = [int(accepted(o)) for o in sc]
     rows = [{"seeker_id": x["id"], "score": si, "p_accept": o.p_accept, "oracle_accept": bool(li),
              "parse_ok": o.parse_ok, "finished": f, "text": t}
             for x, si, o, li, f, t in zip(seekers, s, sc, label, finished, texts)]
@@ -138,12 +150,9 @@ def evaluate_sampled(cfg: Profile, run_dir: Path, model, tokenizer, n: int, samp
     """
     if samples <= 0:
         return {"n_sampled": 0, "auc_sampled": None, "sampled_note": "off (reward.eval_samples=0)"}, []
-    if not is_complete(Path(run_dir) / "sft"):
-        return {"n_sampled": 0, "auc_sampled": None,
-                "sampled_note": "skipped: no complete SFT stage in this run dir (run 'girl sft' first)"}, []
-    seekers = split_seekers(Path(run_dir) / "data", n, seed=cfg.seed)
-    if not seekers:
-        return {"n_sampled": 0, "auc_sampled": None, "sampled_note": "skipped: no val seekers"}, []
+    seekers, skipped = _val_seekers_of_sft(cfg, run_dir, n, "sampled")
+    if skipped:
+        return skipped, []
     t0 = time.time()
     gen_model, gen_tok = load_sft_model(cfg, run_dir)
     draws = sample_jds(cfg, gen_model, gen_tok, [make_prompt(x["cv_text"]) for x in seekers], samples, cfg.seed + 1)
@@ -169,6 +178,34 @@ def evaluate_sampled(cfg: Profile, run_dir: Path, model, tokenizer, n: int, samp
     return m, rows
 
 
+def best_of_n(rows: Sequence[dict], seed: int = 0) -> dict:
+    """What selection by the reward model's score buys on sampled JDs (``eval_scores.json``'s
+    ``sampled`` rows, ``reward.eval_samples`` = n of them per seeker).
+
+    For each seeker, keep the JD the model scores highest and ask the oracle about it. Compared
+    with a random draw (the seeker's mean acceptance over its n JDs) and with the oracle's own pick
+    (accepted if any of the n is). Best-of-n is the yardstick for RL against a reward model: it
+    moves at most ``log n - (n - 1)/n`` nats of KL from the sampling policy (``kl_bound``), so
+    "how much of the oracle's headroom does the model's pick capture" says what PPO at that KL
+    can expect from this reward. ``gain``: best-of-n minus a random draw, paired over seekers.
+    """
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["seeker_id"], []).append(r)
+    sizes = {len(v) for v in by.values()}
+    if not by:
+        raise GirlError("best_of_n: no sampled JDs (run the reward stage with --set reward.eval_samples=n)")
+    if len(sizes) != 1:
+        raise GirlError(f"best_of_n: seekers have different numbers of sampled JDs ({sorted(sizes)})")
+    n, ids = sizes.pop(), sorted(by)
+    pick = [float(max(by[i], key=lambda r: r["score"])["oracle_accept"]) for i in ids]
+    draw = [sum(r["oracle_accept"] for r in by[i]) / n for i in ids]
+    oracle_pick = [float(any(r["oracle_accept"] for r in by[i])) for i in ids]
+    return {"n": n, "n_seekers": len(ids), "kl_bound": math.log(n) - (n - 1) / n,
+            "best_of_n": sum(pick) / len(ids), "random_draw": sum(draw) / len(ids),
+            "oracle_pick": sum(oracle_pick) / len(ids), "gain": paired_difference(pick, draw, seed=seed)}
+
+
 def n_generated_eval(cfg: Profile) -> int:
     """How many val seekers get an SFT-generated JD scored: every one the SFT stage already wrote a
     greedy JD for (``sft.oracle_eval_seekers``), so nothing is generated again and only scoring
@@ -179,7 +216,8 @@ def n_generated_eval(cfg: Profile) -> int:
 
 def evaluate_held_out(cfg: Profile, run_dir: Path, model, tokenizer) -> tuple[dict, dict]:
     """Pairwise accuracy on val pairs, AUC against the oracle on real and on SFT-generated JDs
-    (greedy; and sampled with ``reward.eval_samples``), and the blind-spot check (:func:`blind_spot`).
+    (greedy; and sampled with ``reward.eval_samples``, with :func:`best_of_n` when there are two or
+    more a seeker), and the blind-spot check (:func:`blind_spot`).
 
     All through :func:`girl_lib.scoring.score`, the exact function PPO calls. Returns the
     metrics and the per-example rows behind them (``pairs``, ``real``, ``generated``, ``sampled``).
@@ -193,6 +231,8 @@ def evaluate_held_out(cfg: Profile, run_dir: Path, model, tokenizer) -> tuple[di
     gen_m, gen_rows = evaluate_generated(cfg, run_dir, model, tokenizer, n_generated_eval(cfg), bf16, oracle)
     smp_m, smp_rows = evaluate_sampled(cfg, run_dir, model, tokenizer, n_generated_eval(cfg), r.eval_samples,
                                        bf16, oracle)
+    if smp_rows and r.eval_samples >= 2:  # best of 1 is a random draw
+        smp_m["best_of_n"] = best_of_n(smp_rows, seed=cfg.seed)
     spot = blind_spot(cfg, run_dir, model, tokenizer, bf16, oracle)
     return ({**pair_m, **real_m, **gen_m, **smp_m, "blind_spot": spot},
             {"pairs": pair_rows, "real": real_rows, "generated": gen_rows, "sampled": smp_rows})

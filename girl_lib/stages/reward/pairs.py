@@ -146,7 +146,11 @@ def accepted_real_jds(data_dir: Path, seeker_ids: set[str], oracle) -> dict[str,
 
 
 def accepted(verdict) -> bool:
-    """The oracle accepts a JD: it parses and ``p_accept > 0.5``."""
+    """The oracle accepts a JD: it parses and ``p_accept > 0.5``.
+
+    In this world the first implies the second's failure: each field the parser misses costs a
+    recruiter check the factor 0.45, so an unparseable JD's ``p_accept`` stays below 0.5. The
+    parse test keeps the label right for an oracle with other constants."""
     return verdict.parse_ok and verdict.p_accept > 0.5
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -91,34 +90,6 @@ def compare_reward_models(run_a: Path, run_b: Path, seed: int = 0) -> dict:
                             "(sampled on another machine or thread count?): the AUCs are not on the same JDs")
         out[f"auc_{part}"] = _auc_difference(rows, seed) if rows else None
     return out
-
-
-def best_of_n(rows: Sequence[dict], seed: int = 0) -> dict:
-    """What selection by the reward model's score buys on sampled JDs (``eval_scores.json``'s
-    ``sampled`` rows, ``reward.eval_samples`` = n of them per seeker).
-
-    For each seeker, keep the JD the model scores highest and ask the oracle about it. Compared
-    with a random draw (the seeker's mean acceptance over its n JDs) and with the oracle's own pick
-    (accepted if any of the n is). Best-of-n is the yardstick for RL against a reward model: it
-    moves at most ``log n - (n - 1)/n`` nats of KL from the sampling policy (``kl_bound``), so
-    "how much of the oracle's headroom does the model's pick capture" says what PPO at that KL
-    can expect from this reward. ``gain``: best-of-n minus a random draw, paired over seekers.
-    """
-    by: dict[str, list[dict]] = {}
-    for r in rows:
-        by.setdefault(r["seeker_id"], []).append(r)
-    sizes = {len(v) for v in by.values()}
-    if not by:
-        raise GirlError("best_of_n: no sampled JDs (run the reward stage with --set reward.eval_samples=n)")
-    if len(sizes) != 1:
-        raise GirlError(f"best_of_n: seekers have different numbers of sampled JDs ({sorted(sizes)})")
-    n, ids = sizes.pop(), sorted(by)
-    pick = [float(max(by[i], key=lambda r: r["score"])["oracle_accept"]) for i in ids]
-    draw = [sum(r["oracle_accept"] for r in by[i]) / n for i in ids]
-    oracle_pick = [float(any(r["oracle_accept"] for r in by[i])) for i in ids]
-    return {"n": n, "n_seekers": len(ids), "kl_bound": math.log(n) - (n - 1) / n,
-            "best_of_n": sum(pick) / len(ids), "random_draw": sum(draw) / len(ids),
-            "oracle_pick": sum(oracle_pick) / len(ids), "gain": paired_difference(pick, draw, seed=seed)}
 
 
 def calibration_bins(scores: Sequence[float], labels: Sequence[int], n_bins: int = 5) -> list[dict]:
